@@ -1,0 +1,48 @@
+"""One JSON object per line on stdout: ``name``, ``value``, ``unit`` (+ ``vs``/``ratio``)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from typing import Any
+
+
+def emit(name: str, value: float, unit: str, *, vs: str | None = None, ratio: float | None = None,
+         **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "value": round(float(value), 6), "unit": unit}
+    if vs is not None:
+        row["vs"] = vs
+        row["ratio"] = None if ratio is None else round(float(ratio), 4)
+    row.update(extra)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark, for the BENCHMARKS.md table."""
+    import jax
+
+    dev = jax.devices()[0]
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "device_count": jax.device_count(),
+        "cpu": platform.processor() or platform.machine(),
+    }
+
+
+def timed(fn, *, repeat: int = 3, warmup: int = 1) -> float:
+    """Best wall time of ``fn()`` over ``repeat`` runs after ``warmup`` (seconds)."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
