@@ -45,6 +45,9 @@ class WeightMetadata:
     source: str = ""
     license: str = ""
     class_names: tuple[str, ...] = ()
+    # Architecture options the weights need (e.g. Inception-V3's avg-pool padding rule,
+    # which differs between Keras and torchvision): passed to the model builder by create().
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:

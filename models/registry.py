@@ -151,7 +151,9 @@ def create(
             f"{path}: weights are for architecture {meta.arch!r}, not {name!r}"
         )
     n = num_classes if num_classes is not None else meta.num_classes
-    model = entry.builder(num_classes=n, in_channels=in_channels, rngs=rngs, **kwargs)
+    model = entry.builder(
+        num_classes=n, in_channels=in_channels, rngs=rngs, **{**meta.model_kwargs, **kwargs}
+    )
     skip: list[str] = []
     if n != meta.num_classes:
         log.warning(
