@@ -45,6 +45,8 @@ def convert_file(source: str, arch: str, weights: str | Path) -> tuple[dict[str,
             f"{weights}: missing tensor {e} expected for {arch} from {source}: the file is for "
             "another architecture or another source layout"
         ) from e
+    except ValueError as e:  # e.g. tensors the architecture does not have, a bad shape
+        raise WeightFileError(f"{weights}: cannot convert to {arch} from {source}: {e}") from e
     meta = mod.metadata(arch)
     # Prove the params fit the Flax model exactly before anyone writes them to disk.
     model = models.create(arch, num_classes=meta.num_classes, in_channels=meta.in_channels)
