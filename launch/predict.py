@@ -1,0 +1,190 @@
+"""``python -m launch.predict``: classify image files and print / write the top-k classes.
+
+    python -m launch.predict --pretrained=efficientnet_lite0.in1k --top_k=5 --out=pred.csv cat.png
+
+``--pretrained`` takes a file written by ``launch.convert`` or a registered tag, and runs that
+network as it is (its own head, e.g. ImageNet's 1000 classes), feeding it images prepared as
+the file's metadata says: shorter side resized to ``input_size / crop_fraction`` with the
+metadata's interpolation, centre crop ``input_size``, RGB (or grey for 1-channel networks),
+``(x / 255 - mean) / std``. The CSV has the columns ``path,rank,class_index,class_name,
+probability``, one row per image and rank. Images that cannot be read are reported by name,
+the others are still classified, and the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+BATCH_SIZE = 8  # images per forward pass; the last batch is zero-padded (one compilation)
+CSV_COLUMNS = ("path", "rank", "class_index", "class_name", "probability")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Top-k classes of one image, most probable first."""
+
+    path: str
+    class_indices: tuple[int, ...]
+    class_names: tuple[str, ...]
+    probabilities: tuple[float, ...]
+
+
+class ImageReadError(ValueError):
+    """An input that is not a readable image; the message names the file."""
+
+
+# TODO(data_pipelines): move to the per-example ops of data_pipelines/ once they land, so that
+# prediction and evaluation share one implementation of "preprocess as the metadata says".
+_PIL_FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST", "lanczos": "LANCZOS"}
+
+
+def _load_image(path: Path, meta) -> np.ndarray:
+    """One image file -> float32 HWC array prepared as ``meta`` (a WeightMetadata) says."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = img.convert("L" if meta.in_channels == 1 else "RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
+        raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
+    resample = getattr(Image.Resampling, _PIL_FILTERS[meta.interpolation])
+    short = round(meta.input_size / meta.crop_fraction)
+    w, h = img.size
+    scale = short / min(w, h)
+    img = img.resize((max(short, round(w * scale)), max(short, round(h * scale))), resample)
+    w, h = img.size
+    left, top = round((w - meta.input_size) / 2), round((h - meta.input_size) / 2)
+    img = img.crop((left, top, left + meta.input_size, top + meta.input_size))
+    x = np.asarray(img, np.float32) / 255.0
+    if x.ndim == 2:
+        x = x[..., None]
+    if meta.channel_order == "BGR":
+        x = x[..., ::-1]
+    return (x - np.asarray(meta.mean, np.float32)) / np.asarray(meta.std, np.float32)
+
+
+def _top_k(probs: np.ndarray, k: int, names: Sequence[str], path: str) -> Prediction:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return Prediction(
+        path=path,
+        class_indices=tuple(int(i) for i in order),
+        class_names=tuple(names[i] if names else str(int(i)) for i in order),
+        probabilities=tuple(float(probs[i]) for i in order),
+    )
+
+
+def classify(model, meta, images: Sequence[Path], top_k: int) -> tuple[list[Prediction], list[str]]:
+    """Run ``model`` (an NNX classifier) over ``images``; returns predictions and error lines."""
+    import jax
+    from flax import nnx
+
+    model.eval()
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def probabilities(state, x):
+        logits, _ = nnx.merge(graphdef, state)(x)
+        return jax.nn.softmax(logits.astype(np.float32), axis=-1)
+
+    loaded, errors = [], []
+    for path in images:
+        try:
+            loaded.append((str(path), _load_image(Path(path), meta)))
+        except ImageReadError as e:
+            errors.append(str(e))
+    k = max(1, min(top_k, meta.num_classes))
+    predictions = []
+    for start in range(0, len(loaded), BATCH_SIZE):
+        chunk = loaded[start : start + BATCH_SIZE]
+        batch = np.zeros((BATCH_SIZE, *chunk[0][1].shape), np.float32)
+        batch[: len(chunk)] = np.stack([x for _, x in chunk])
+        probs = np.asarray(probabilities(state, batch))
+        predictions += [_top_k(p, k, meta.class_names, path) for (path, _), p in zip(chunk, probs)]
+        print(f"classified {start + len(chunk)}/{len(loaded)} images", file=sys.stderr, flush=True)
+    return predictions, errors
+
+
+def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for p in predictions:
+            for rank, (i, name, prob) in enumerate(
+                zip(p.class_indices, p.class_names, p.probabilities), start=1
+            ):
+                writer.writerow([p.path, rank, i, name, f"{prob:.6f}"])
+
+
+def format_prediction(p: Prediction) -> str:
+    lines = [p.path]
+    for rank, (i, name, prob) in enumerate(zip(p.class_indices, p.class_names, p.probabilities), 1):
+        lines.append(f"  {rank}. {100 * prob:6.2f}%  {name} ({i})")
+    return "\n".join(lines)
+
+
+def predict_pretrained(pretrained: str, images: Sequence[Path], *, top_k: int,
+                       arch: str | None = None):
+    """``--pretrained`` mode: the converted network with its own head and metadata."""
+    import models
+    from models.registry import load_pretrained
+
+    _, meta, path = load_pretrained(pretrained)
+    if arch is not None and arch != meta.arch:
+        raise models.WeightFileError(f"{path}: weights are for architecture {meta.arch!r}, not {arch!r}")
+    model = models.create(meta.arch, pretrained=path)
+    return classify(model, meta, images, top_k)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m launch.predict",
+        description="Classify images; print the top-k classes and optionally write a CSV "
+        "(path,rank,class_index,class_name,probability).",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--pretrained", help="a weight file from launch.convert, or a registered "
+                      "tag such as efficientnet_lite0.in1k; its own head and preprocessing are used")
+    p.add_argument("--arch", help="refuse weights for any other architecture (optional check)")
+    p.add_argument("--top_k", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--out", type=Path, help="write the predictions to this CSV")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import models
+
+    args = build_parser().parse_args(argv)
+    if args.top_k < 1:
+        print("launch.predict: error: --top_k must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        predictions, errors = predict_pretrained(args.pretrained, args.images, top_k=args.top_k,
+                                                 arch=args.arch)
+    except (models.WeightFileError, models.WeightMismatchError, FileNotFoundError, ValueError) as e:
+        text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"launch.predict: error: {text}", file=sys.stderr)
+        return 1
+    for p in predictions:
+        print(format_prediction(p))
+    if args.out is not None:
+        write_csv(predictions, args.out)
+        print(f"wrote {args.out} ({len(predictions)} images)")
+    for line in errors:
+        print(f"launch.predict: error: {line}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
