@@ -1,0 +1,307 @@
+"""Occlusion sensitivity (Zeiler & Fergus 2014) as the paper ran it, batched on device.
+
+A ``window`` x ``window`` box of ``fill`` slides over each image with ``stride``; at every
+position the softmax probability of a target class is recorded, and the heatmap is the *drop*
+from the unoccluded probability (positive = the box hid something the decision needed).
+
+How it is computed: the (image, window position) pairs of all images are enumerated in
+image-major order and cut into chunks of ``max_batch`` occluded copies. For one chunk, the few
+images it touches are put on every device, the occluded copies are built on device with
+``vmap`` over (image slot, window origin), sharded over the mesh's ``data`` axis, pushed
+through the model's batched forward (eval mode) and reduced to the target probability, so
+only ``max_batch`` floats per chunk come back to the host. Chunks are dispatched ahead of the
+host (two in flight), so hundreds of images go through one call with bounded memory.
+
+Conventions:
+- Window origins along an axis of length L are ``0, stride, ..., <= L - window``
+  (``(L - window) // stride + 1`` positions; 4,900 per 299-px image at stride 4).
+- ``fill`` works in the pixel space of the images passed in (before the model's
+  normalisation, which belongs to ``apply_fn``): ``zero`` = black, ``mean`` = the image's
+  per-channel mean, ``blur`` = the image blurred with a Gaussian of ``blur_sigma`` px
+  (default ``window / 2``).
+- The pixel map (:meth:`OcclusionResult.pixel_maps`) gives every pixel the mean drop of the
+  windows covering it; the last rows/columns no window covers (when ``stride`` does not divide
+  ``L - window``) repeat the nearest covered ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+FILLS = ("zero", "mean", "blur")
+ApplyFn = Callable[[Any, jax.Array], Any]  # (variables, float32 images [B,H,W,C]) -> logits [B,K]
+ProgressFn = Callable[[int, int], None]  # (occluded copies done, total)
+
+
+@dataclasses.dataclass(frozen=True)
+class OcclusionConfig:
+    """The occluder: box side and step in input pixels, what fills it, copies per forward."""
+
+    window: int = 20
+    stride: int = 4
+    fill: str = "zero"
+    max_batch: int = 256
+    blur_sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fill not in FILLS:
+            raise ValueError(f"fill {self.fill!r} is not one of {FILLS}")
+        if self.window < 1 or self.stride < 1 or self.max_batch < 1:
+            raise ValueError(f"window, stride and max_batch must be >= 1: {self}")
+
+    @property
+    def sigma(self) -> float:
+        return self.blur_sigma if self.blur_sigma is not None else self.window / 2.0
+
+
+def window_origins(size: int, window: int, stride: int) -> np.ndarray:
+    """Top (or left) coordinates of every window position along an axis of ``size`` pixels."""
+    if window > size:
+        raise ValueError(f"occlusion window {window} px is larger than the {size}-px image")
+    return np.arange(0, size - window + 1, stride, dtype=np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class OcclusionResult:
+    """Heatmaps of N images: ``drops[n, i, j]`` for the window at ``(ys[i], xs[j])``."""
+
+    probabilities: np.ndarray  # [N, K] unoccluded softmax
+    targets: np.ndarray  # [N] class whose probability was tracked
+    drops: np.ndarray  # [N, len(ys), len(xs)] unoccluded minus occluded target probability
+    ys: np.ndarray
+    xs: np.ndarray
+    window: int
+    image_shape: tuple[int, int]  # (H, W) of the model input
+
+    def peak_boxes(self) -> np.ndarray:
+        """``[N, 4]`` (y0, x0, y1, x1) of each image's largest-drop window (first if tied)."""
+        n, gy, gx = self.drops.shape
+        flat = np.argmax(self.drops.reshape(n, -1), axis=1)
+        y0, x0 = self.ys[flat // gx], self.xs[flat % gx]
+        return np.stack([y0, x0, y0 + self.window, x0 + self.window], axis=1)
+
+    def pixel_maps(self) -> np.ndarray:
+        """``[N, H, W]``: each pixel's mean drop over the windows that cover it."""
+        n = self.drops.shape[0]
+        h, w = self.image_shape
+        placed = np.zeros((n, h, w))
+        placed[:, self.ys[:, None], self.xs[None, :]] = self.drops
+        hits = np.zeros((h, w))
+        hits[self.ys[:, None], self.xs[None, :]] = 1.0
+        total = _box_sum(placed, self.window)
+        count = _box_sum(hits, self.window)
+        covered_h, covered_w = self.ys[-1] + self.window, self.xs[-1] + self.window
+        maps = (total / np.maximum(count, 1.0))[:, :covered_h, :covered_w]
+        pad = ((0, 0), (0, h - covered_h), (0, w - covered_w))
+        return np.pad(maps, pad, mode="edge").astype(np.float32)
+
+
+def _box_sum(a: np.ndarray, window: int) -> np.ndarray:
+    """``out[..., y, x] = a[..., y-window+1 : y+1, x-window+1 : x+1].sum()`` (clipped at 0)."""
+    h, w = a.shape[-2:]
+    c = np.cumsum(np.cumsum(a, axis=-2), axis=-1)
+    c = np.pad(c, [(0, 0)] * (a.ndim - 2) + [(window, 0), (window, 0)])
+    return c[..., window:, window:] - c[..., :h, window:] - c[..., window:, :w] + c[..., :h, :w]
+
+
+def lesion_hits(result: OcclusionResult, boxes: np.ndarray) -> np.ndarray:
+    """Whether each image's largest-drop window is centred inside its lesion box.
+
+    ``boxes``: ``[N, 4]`` (y0, x0, y1, x1) in model-input pixels, end-exclusive; rows with a
+    negative y0 (no lesion) give False. This is the paper's check that the region of interest
+    matches the pathology.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    peak = result.peak_boxes().astype(np.float64)
+    cy, cx = (peak[:, 0] + peak[:, 2]) / 2.0, (peak[:, 1] + peak[:, 3]) / 2.0
+    inside = (cy >= boxes[:, 0]) & (cy < boxes[:, 2]) & (cx >= boxes[:, 1]) & (cx < boxes[:, 3])
+    return inside & (boxes[:, 0] >= 0)
+
+
+def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
+    """``[size, size]`` row-normalised Gaussian weights: ``A @ v`` blurs v, edges not darkened."""
+    d = np.arange(size)[:, None] - np.arange(size)[None, :]
+    a = np.exp(-0.5 * (d / max(sigma, 1e-6)) ** 2)
+    return (a / a.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _fill_images(images: jax.Array, config: OcclusionConfig) -> jax.Array:
+    """What the box shows, per image: ``[G, H, W, C]`` float32."""
+    if config.fill == "zero":
+        return jnp.zeros_like(images)
+    if config.fill == "mean":
+        return jnp.broadcast_to(images.mean(axis=(1, 2), keepdims=True), images.shape)
+    _, h, w, _ = images.shape
+    rows, cols = _gaussian_matrix(h, config.sigma), _gaussian_matrix(w, config.sigma)
+    return jnp.einsum("yh,ghwc,xw->gyxc", rows, images, cols, precision=jax.lax.Precision.HIGHEST)
+
+
+def _occlude(image: jax.Array, fill: jax.Array, origin: jax.Array, window: int) -> jax.Array:
+    """One occluded copy: ``fill`` inside the window at ``origin`` (y0, x0), ``image`` outside."""
+    h, w, _ = image.shape
+    yy = jnp.arange(h)[:, None]
+    xx = jnp.arange(w)[None, :]
+    inside = (
+        (yy >= origin[0]) & (yy < origin[0] + window) & (xx >= origin[1]) & (xx < origin[1] + window)
+    )
+    return jnp.where(inside[..., None], fill, image)
+
+
+def _logits(apply_fn: ApplyFn, variables: Any, images: jax.Array) -> jax.Array:
+    out = apply_fn(variables, images)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(apply_fn: ApplyFn, config: OcclusionConfig, mesh: Mesh):
+    """The two jitted programs for one (model, occluder, mesh): plain softmax and chunk drops."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+
+    @functools.partial(jax.jit, in_shardings=(replicated, batch), out_shardings=batch)
+    def softmax(variables, images):
+        logits = _logits(apply_fn, variables, images.astype(jnp.float32))
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+    @functools.partial(
+        jax.jit,
+        in_shardings=(replicated, replicated, batch, batch, batch),
+        out_shardings=batch,
+    )
+    def occluded_target_probs(variables, group, slots, origins, targets):
+        group = group.astype(jnp.float32)
+        fills = _fill_images(group, config)
+        copies = jax.vmap(lambda s, o: _occlude(group[s], fills[s], o, config.window))(slots, origins)
+        copies = jax.lax.with_sharding_constraint(copies, batch)
+        probs = jax.nn.softmax(_logits(apply_fn, variables, copies).astype(jnp.float32), axis=-1)
+        return jnp.take_along_axis(probs, targets[:, None], axis=1)[:, 0]
+
+    return softmax, occluded_target_probs
+
+
+def _default_mesh() -> Mesh:
+    from engine.mesh import make_mesh
+
+    return make_mesh()
+
+
+def unoccluded_probabilities(
+    apply_fn: ApplyFn, variables: Any, images: np.ndarray, *, config: OcclusionConfig, mesh: Mesh
+) -> np.ndarray:
+    """``[N, K]`` softmax of the plain images, batched by ``max_batch`` over the mesh."""
+    softmax, _ = _compiled(apply_fn, config, mesh)
+    step = _round_to_devices(min(config.max_batch, len(images)), mesh.size)
+    out = []
+    for start in range(0, len(images), step):
+        chunk = images[start : start + step]
+        padded = np.zeros((step, *images.shape[1:]), images.dtype)
+        padded[: len(chunk)] = chunk
+        out.append(np.asarray(softmax(variables, padded))[: len(chunk)])
+    return np.concatenate(out)
+
+
+def _round_to_devices(n: int, devices: int) -> int:
+    """The largest multiple of ``devices`` not above ``n`` (at least ``devices``)."""
+    return max(devices, (n // devices) * devices)
+
+
+def occlusion_sensitivity(
+    apply_fn: ApplyFn,
+    variables: Any,
+    images: np.ndarray,
+    *,
+    config: OcclusionConfig = OcclusionConfig(),
+    targets: np.ndarray | None = None,
+    mesh: Mesh | None = None,
+    progress: ProgressFn | None = None,
+) -> OcclusionResult:
+    """Occlusion heatmaps of ``images`` (``[N, H, W, C]``, the pixel space ``apply_fn`` takes).
+
+    ``apply_fn(variables, x)`` returns logits (or ``(logits, extras)``) for a float32 batch;
+    it must not depend on other batch members (eval mode). ``targets``: the class tracked per
+    image; default the unoccluded prediction. ``apply_fn`` and ``config`` key a compilation
+    cache: reuse the same function object across calls to avoid recompiling.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    mesh = mesh if mesh is not None else _default_mesh()
+    n, h, w, _ = images.shape
+    ys, xs = window_origins(h, config.window, config.stride), window_origins(w, config.window, config.stride)
+    probabilities = unoccluded_probabilities(apply_fn, variables, images, config=config, mesh=mesh)
+    if targets is None:
+        targets = np.argmax(probabilities, axis=1)
+    targets = np.asarray(targets, dtype=np.int32)
+    if targets.shape != (n,) or targets.min(initial=0) < 0 or targets.max(initial=0) >= probabilities.shape[1]:
+        raise ValueError(f"targets must be {n} class indices below {probabilities.shape[1]}, got {targets}")
+
+    origins = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
+    per_image = len(origins)
+    total = n * per_image
+    chunk = _round_to_devices(config.max_batch, mesh.size)
+    group_size = min(n, -(-chunk // per_image) + 1)  # images a run of `chunk` pairs can touch
+    _, occluded_target_probs = _compiled(apply_fn, config, mesh)
+
+    occluded = np.empty(total, np.float32)
+    in_flight: list[tuple[int, jax.Array]] = []
+
+    def collect_oldest() -> None:
+        start, values = in_flight.pop(0)
+        got = np.asarray(values)
+        occluded[start : start + chunk] = got[: min(chunk, total - start)]
+        if progress is not None:
+            progress(min(start + chunk, total), total)
+
+    for start in range(0, total, chunk):
+        pair = np.arange(start, start + chunk)
+        pair = np.where(pair < total, pair, start)  # padding repeats a real pair, then is dropped
+        image_index = pair // per_image
+        first = int(image_index[0])
+        group = np.zeros((group_size, *images.shape[1:]), images.dtype)
+        part = images[first : first + group_size]
+        group[: len(part)] = part
+        in_flight.append((start, occluded_target_probs(
+            variables, group, (image_index - first).astype(np.int32),
+            origins[pair % per_image], targets[image_index],
+        )))
+        if len(in_flight) > 2:
+            collect_oldest()
+    while in_flight:
+        collect_oldest()
+
+    base = probabilities[np.arange(n), targets]
+    drops = base[:, None] - occluded.reshape(n, per_image)
+    return OcclusionResult(
+        probabilities=probabilities,
+        targets=targets,
+        drops=drops.reshape(n, len(ys), len(xs)).astype(np.float32),
+        ys=ys,
+        xs=xs,
+        window=config.window,
+        image_shape=(h, w),
+    )
+
+
+def nnx_apply_fn(model: Any) -> tuple[ApplyFn, Any]:
+    """``(apply_fn, state)`` for an NNX classifier, put in eval mode (BatchNorm running stats).
+
+    The graph is split once; the returned function merges it inside the jit, so the
+    parameters travel as arguments (replicated on the mesh), not as baked-in constants.
+    """
+    from flax import nnx
+
+    model.eval()
+    graphdef, state = nnx.split(model)
+
+    def apply(state: Any, images: jax.Array) -> jax.Array:
+        return _logits(lambda s, x: nnx.merge(graphdef, s)(x), state, images)
+
+    return apply, state

@@ -1,0 +1,168 @@
+"""engine.occlusion tested for meaning (STYLE lesson 15), not shape."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from engine import occlusion
+from engine.mesh import make_mesh
+from engine.occlusion import OcclusionConfig
+
+
+def constant_model(variables, x):
+    del variables
+    return jnp.broadcast_to(jnp.array([1.0, 2.0, 0.5]), (x.shape[0], 3)) + 0.0 * x.mean()
+
+
+PATCH = (8, 12, 6)  # y0, x0, side: the only pixels the planted model looks at
+
+
+def planted_patch_model(variables, x):
+    """Logit of class 1 = scale * mean of the planted patch; class 0 fixed at 0."""
+    y0, x0, side = PATCH
+    evidence = x[:, y0 : y0 + side, x0 : x0 + side, :].mean(axis=(1, 2, 3))
+    return jnp.stack([jnp.zeros_like(evidence), variables["scale"] * evidence], axis=1)
+
+
+def tiny_cnn_params(seed=0, channels=2, classes=3):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"conv": jax.random.normal(k1, (3, 3, channels, 8)) * 0.5,
+            "dense": jax.random.normal(k2, (8, classes))}
+
+
+def tiny_cnn(params, x):
+    y = jax.lax.conv_general_dilated(x, params["conv"], (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     precision=jax.lax.Precision.HIGHEST)
+    pooled = jax.nn.relu(y).max(axis=(1, 2))  # max-pool: location-sensitive
+    return jnp.dot(pooled, params["dense"], precision=jax.lax.Precision.HIGHEST)
+
+
+def naive_loop(apply_fn, variables, images, window, stride, fill_value=0.0):
+    """Reference: one occluded image per forward, occlusion done in numpy."""
+    forward = jax.jit(lambda v, x: jax.nn.softmax(apply_fn(v, x), axis=-1))
+    h, w = images.shape[1:3]
+    ys = range(0, h - window + 1, stride)
+    xs = range(0, w - window + 1, stride)
+    out = np.zeros((len(images), len(ys), len(xs)))
+    for n, image in enumerate(images):
+        base = np.asarray(forward(variables, image[None]))[0]
+        target = int(np.argmax(base))
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                copy = image.copy()
+                copy[y : y + window, x : x + window] = fill_value
+                out[n, i, j] = base[target] - np.asarray(forward(variables, copy[None]))[0, target]
+    return out
+
+
+@pytest.fixture(scope="module")
+def random_images():
+    return np.random.default_rng(0).random((3, 16, 20, 2)).astype(np.float32)
+
+
+def test_window_origins_count_matches_the_paper_cost_table():
+    assert len(occlusion.window_origins(299, 20, 4)) ** 2 == 4900
+    assert len(occlusion.window_origins(299, 20, 10)) ** 2 == 784
+    assert len(occlusion.window_origins(299, 20, 1)) ** 2 == 78400
+    with pytest.raises(ValueError, match="larger than"):
+        occlusion.window_origins(10, 20, 4)
+
+
+@pytest.mark.parametrize("fill", occlusion.FILLS)
+def test_constant_model_gives_zero_map(fill, random_images):
+    cfg = OcclusionConfig(window=6, stride=3, fill=fill, max_batch=32)
+    result = occlusion.occlusion_sensitivity(constant_model, None, random_images, config=cfg)
+    assert result.drops.shape == (3, 4, 5)
+    np.testing.assert_array_equal(result.drops, 0.0)
+    np.testing.assert_array_equal(result.targets, 1)
+
+
+@pytest.mark.parametrize("fill", ["mean", "blur"])
+def test_fill_that_changes_nothing_gives_zero_map(fill):
+    """On a flat image, the mean and the blur equal the image: occluding it changes nothing."""
+    flat = np.full((2, 16, 16, 1), 0.7, np.float32)
+    result = occlusion.occlusion_sensitivity(
+        tiny_cnn, tiny_cnn_params(channels=1), flat, config=OcclusionConfig(window=5, stride=2, fill=fill)
+    )
+    np.testing.assert_allclose(result.drops, 0.0, atol=1e-6)
+
+
+def test_planted_patch_gives_largest_drop_exactly_there_and_nowhere_else():
+    y0, x0, side = PATCH
+    images = np.zeros((2, 24, 30, 1), np.float32)
+    images[:, y0 : y0 + side, x0 : x0 + side] = 1.0
+    images[1] += 0.3  # a brighter background must not matter: the model ignores it
+    cfg = OcclusionConfig(window=side, stride=2, fill="zero", max_batch=40)
+    result = occlusion.occlusion_sensitivity(planted_patch_model, {"scale": jnp.float32(8.0)}, images,
+                                             config=cfg)
+    np.testing.assert_array_equal(result.targets, 1)
+    np.testing.assert_array_equal(result.peak_boxes(), [[y0, x0, y0 + side, x0 + side]] * 2)
+    for n in range(2):
+        d = result.drops[n]
+        overlaps = ((result.ys[:, None] + side > y0) & (result.ys[:, None] < y0 + side)
+                    & (result.xs[None, :] + side > x0) & (result.xs[None, :] < x0 + side))
+        assert np.all(d[overlaps] > 0) and np.all(d[~overlaps] == 0)
+        assert np.sum(d == d.max()) == 1
+        pixel_map = result.pixel_maps()[n]
+        assert pixel_map.shape == (24, 30)
+        iy, ix = np.unravel_index(np.argmax(pixel_map), pixel_map.shape)
+        assert y0 <= iy < y0 + side and x0 <= ix < x0 + side
+    assert occlusion.lesion_hits(result, np.array([[y0, x0, y0 + side, x0 + side], [0, 0, 4, 4]])).tolist() == [
+        True, False]
+
+
+def test_identical_to_naive_loop_over_single_occluded_images(random_images):
+    params = tiny_cnn_params()
+    cfg = OcclusionConfig(window=5, stride=3, fill="zero", max_batch=24)
+    batched = occlusion.occlusion_sensitivity(tiny_cnn, params, random_images, config=cfg)
+    reference = naive_loop(tiny_cnn, params, random_images, window=5, stride=3)
+    assert np.abs(reference).max() > 1e-3  # the model does react to occlusion
+    np.testing.assert_allclose(batched.drops, reference, atol=2e-6)
+
+
+def test_independent_of_chunk_size_and_device_count(random_images):
+    params = tiny_cnn_params(seed=1)
+    assert jax.device_count() == 8
+    results = []
+    for max_batch, devices in [(8, 8), (24, 8), (1000, 8), (7, 1), (64, 1)]:
+        cfg = OcclusionConfig(window=4, stride=2, fill="blur", max_batch=max_batch)
+        results.append(occlusion.occlusion_sensitivity(tiny_cnn, params, random_images, config=cfg,
+                                                       mesh=make_mesh(devices)).drops)
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], atol=1e-6)
+
+
+def test_label_targets_and_progress(random_images):
+    params = tiny_cnn_params(seed=2)
+    seen = []
+    labels = np.array([2, 0, 1])
+    result = occlusion.occlusion_sensitivity(
+        tiny_cnn, params, random_images, targets=labels,
+        config=OcclusionConfig(window=6, stride=5, max_batch=16), progress=lambda d, t: seen.append((d, t)),
+    )
+    np.testing.assert_array_equal(result.targets, labels)
+    assert seen[-1] == (3 * 3 * 3, 27) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    with pytest.raises(ValueError, match="class indices"):
+        occlusion.occlusion_sensitivity(tiny_cnn, params, random_images, targets=np.array([0, 1, 3]),
+                                        config=OcclusionConfig(window=6, stride=5, max_batch=16))
+
+
+def test_pixel_map_averages_covering_windows():
+    result = occlusion.OcclusionResult(
+        probabilities=np.zeros((1, 2)), targets=np.zeros(1, np.int32),
+        drops=np.array([[[1.0, 3.0]]]), ys=np.array([0]), xs=np.array([0, 2]), window=3, image_shape=(4, 6),
+    )
+    # windows cover columns 0-2 (drop 1) and 2-4 (drop 3); column 5 and row 3 repeat the edge
+    expected_row = [1.0, 1.0, 2.0, 3.0, 3.0, 3.0]
+    np.testing.assert_allclose(result.pixel_maps()[0], [expected_row] * 4)
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="fill"):
+        OcclusionConfig(fill="noise")
+    with pytest.raises(ValueError, match=">= 1"):
+        OcclusionConfig(stride=0)
