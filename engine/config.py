@@ -1,0 +1,124 @@
+"""The typed run configuration: every knob of a training run, validated in one place.
+
+``launch.train`` builds one of these from flags (and presets, ``engine.presets``); the
+engine never reads flags itself. The resolved form (plus what the data and weights decided:
+class names, channel count, preprocessing metadata) is written to ``<workdir>/config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+Transfer = Literal["linear_probe", "finetune", "scratch"]
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+TRANSFERS = ("linear_probe", "finetune", "scratch")
+DTYPES = ("float32", "bfloat16")
+BN_MODES = ("train", "frozen")
+CLASS_WEIGHTINGS = ("none", "balanced")
+BEST_METRICS = {"accuracy": "max", "balanced_accuracy": "max", "loss": "min"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults are a small, safe fine-tune; presets set the paper's runs."""
+
+    # What to train.
+    model: str = "small_cnn"
+    pretrained: str | None = None  # a converted weight file or a registered tag
+    transfer: Transfer = "finetune"
+    finetune_stages: int | None = None  # None: the whole backbone; N: only its last N stages
+    bn_mode: Literal["train", "frozen"] = "train"  # BatchNorm statistics updated or frozen
+    backbone_lr_scale: float = 0.1  # backbone lr = lr * this (finetune only)
+    in_channels: int = 3  # 1 sums a pretrained first conv over RGB (same maths on grey inputs)
+    input_size: int | None = None  # None: the weights' own input size
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    # Data.
+    dataset: str = "oct"
+    data_dir: str | None = None
+    val_fraction: float = 0.1  # patient-level validation split carved from train
+    max_per_class: int | None = None  # the paper's "limited" runs: 1000
+    drop_leaked: bool = False
+    augment: bool = False  # the paper used none
+    class_balanced_sampling: bool = False
+    workers: int = 0
+    on_bad_image: Literal["error", "skip"] = "error"
+
+    # Optimisation.
+    steps: int | None = None
+    epochs: float | None = None  # used when steps is None
+    batch_size: int = 64  # global, over all devices and processes
+    eval_batch_size: int | None = None  # None: batch_size
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 0
+    clip_norm: float | None = None
+    label_smoothing: float = 0.0
+    class_weighting: Literal["none", "balanced"] = "none"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    seed: int = 0
+
+    # The run.
+    workdir: str = "runs/default"
+    log_every: int = 10
+    eval_every: int | None = None  # None: once per epoch
+    checkpoint_every: int | None = None  # None: at each evaluation
+    keep_checkpoints: int = 2
+    best_metric: str = "accuracy"  # on the validation split
+    final_split: str | None = "test"  # evaluated with the best checkpoint at the end; None: skip
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.transfer in TRANSFERS, f"transfer must be one of {TRANSFERS}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            (self.dtype in DTYPES, f"dtype must be one of {DTYPES}"),
+            (self.bn_mode in BN_MODES, f"bn_mode must be one of {BN_MODES}"),
+            (self.class_weighting in CLASS_WEIGHTINGS, f"class_weighting must be one of {CLASS_WEIGHTINGS}"),
+            (self.best_metric in BEST_METRICS, f"best_metric must be one of {tuple(BEST_METRICS)}"),
+            (self.batch_size > 0, "batch_size must be positive"),
+            (self.lr > 0, "lr must be positive"),
+            (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
+            (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
+            (self.steps is None or self.steps > 0, "steps must be positive"),
+            (self.epochs is None or self.epochs > 0, "epochs must be positive"),
+            (self.finetune_stages is None or self.finetune_stages >= 0, "finetune_stages must be >= 0"),
+            (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
+            (self.log_every > 0, "log_every must be positive"),
+            (not (self.class_balanced_sampling and self.class_weighting != "none"),
+             "choose class-balanced sampling or a class-weighted loss, not both"),
+            (self.transfer != "scratch" or self.pretrained is None,
+             "transfer=scratch trains from random initialisation: drop --pretrained"),
+        ]
+        problems = [msg for ok, msg in checks if not ok]
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    @property
+    def best_mode(self) -> str:
+        return BEST_METRICS[self.best_metric]
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}")
+        return cls(**raw)
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(TrainConfig))

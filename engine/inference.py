@@ -1,0 +1,117 @@
+"""A trained run, loaded back for evaluation, prediction and occlusion.
+
+    run = load_run("runs/oct")                      # best checkpoint (latest if none)
+    probs, index = predict_probabilities(run.model, eval_iterator, mesh, metadata=run.metadata)
+
+``predict_probabilities`` runs the jitted eval forward sharded over the mesh and drops the
+padding of the last batch, so each example of the source is returned exactly once, even
+when several processes feed the mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+import models
+from engine.checkpoints import restore_model_variables
+from engine.state import place_replicated_keys
+from engine.steps import make_forward
+from engine.workdir import Workdir
+from models.metadata import WeightMetadata
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A model restored from a workdir, in eval mode, with what is needed to feed it."""
+
+    model: nnx.Module
+    metadata: WeightMetadata  # preprocessing the run trained with
+    config: dict[str, Any]  # <workdir>/config.json
+    class_names: tuple[str, ...]
+    step: int
+    checkpoint: str  # "best" or "latest": where the weights came from
+    workdir: Workdir
+
+    def predict(self, iterator: Iterable[dict[str, Any]], mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+        return predict_probabilities(self.model, iterator, mesh, metadata=self.metadata)
+
+
+def load_run(workdir: str | Any, which: str = "best") -> TrainedRun:
+    """Rebuild the model of ``workdir`` and load its ``which`` ("best" | "latest") checkpoint."""
+    wd = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+    config = wd.read_config()
+    missing = [k for k in ("model", "num_classes", "in_channels", "metadata", "class_names") if k not in config]
+    if missing:
+        raise ValueError(f"{wd.config_path}: missing keys {missing}")
+    metadata = WeightMetadata.from_json(json.dumps(config["metadata"]))
+    model = models.create(
+        config["model"],
+        num_classes=config["num_classes"],
+        in_channels=config["in_channels"],
+        rngs=nnx.Rngs(0),
+        **{**metadata.model_kwargs, **config.get("model_kwargs", {})},
+    )
+    _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    target = {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(stats)}
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
+    variables, step, source = restore_model_variables(wd, which, target)
+    nnx.update(model, variables["params"], variables["batch_stats"])
+    model.eval()
+    return TrainedRun(model, metadata, config, tuple(config["class_names"]), step, source, wd)
+
+
+def _host_rows(x: jax.Array) -> np.ndarray:
+    """Every row of a global batch array, on every process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def predict_probabilities(
+    model: nnx.Module,
+    iterator: Iterable[dict[str, Any]],
+    mesh: Mesh,
+    *,
+    metadata: WeightMetadata | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities for every real example of ``iterator``.
+
+    ``iterator`` yields ``data_pipelines.pipeline.make_eval_iterator`` batches: ``image``
+    (uint8, normalised on the device with ``metadata``'s mean/std; float images are taken as
+    normalised already), ``mask`` and ``index``. Returns (probs float32 [N, C], index int32
+    [N]) sorted by index, padding dropped. The model runs in eval mode.
+    """
+    model.eval()
+    graphdef, state = nnx.split(model)
+    forward = None
+    probs, indices = [], []
+    state = place_replicated_keys(state, mesh)
+    for batch in iterator:
+        images = batch["image"]
+        if np.issubdtype(images.dtype, np.integer) and metadata is None:
+            raise ValueError("uint8 images need `metadata` (mean/std) to be normalised")
+        if forward is None:
+            forward = make_forward(graphdef, metadata or WeightMetadata(arch="unknown"), mesh)
+        out = _host_rows(forward((state,), images))
+        index = _host_rows(batch["index"]).astype(np.int32)
+        keep = index >= 0
+        if "mask" in batch:
+            keep &= _host_rows(batch["mask"]).astype(bool)
+        probs.append(out[keep])
+        indices.append(index[keep])
+    if not probs:
+        return np.zeros((0, 0), np.float32), np.zeros((0,), np.int32)
+    probs_all, index_all = np.concatenate(probs), np.concatenate(indices)
+    order = np.argsort(index_all, kind="stable")
+    return probs_all[order].astype(np.float32), index_all[order]
+

@@ -1,0 +1,200 @@
+"""The train state (one typed pytree) and the static model definition the steps close over.
+
+An NNX model is split once into a static ``GraphDef`` and plain nested dicts of arrays:
+
+    trainable params | frozen params | BatchNorm statistics | the rest (RNG streams)
+
+The jitted steps ``nnx.merge`` them back inside; no NNX object crosses the jit boundary.
+Which parameters train is decided here from the transfer mode (``TrainConfig.transfer``):
+everything (``scratch`` / ``finetune``), the last N stages plus the classifier
+(``finetune_stages=N``), or the classifier only (``linear_probe``). BatchNorm layers outside
+the trained stages always use their running statistics; inside them ``bn_mode`` decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+import models
+from engine.config import TrainConfig
+from engine.mesh import place_replicated, replicated
+from models.metadata import WeightMetadata
+
+Tree = dict[str, Any]
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training, as one pytree of arrays."""
+
+    step: jax.Array  # int32 scalar: optimizer steps taken
+    params: Tree  # trainable parameters (full model paths)
+    frozen: Tree  # parameters that do not train
+    batch_stats: Tree  # BatchNorm running statistics
+    opt_state: optax.OptState
+
+    def model_variables(self) -> Tree:
+        """``{"params": all parameters, "batch_stats": ...}``: what a checkpoint's "model" holds."""
+        return {"params": merge_trees(self.params, self.frozen), "batch_stats": self.batch_stats}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDef:
+    """Static halves of the split model plus the facts the engine needs about it."""
+
+    graphdef_train: nnx.GraphDef
+    graphdef_eval: nnx.GraphDef
+    rest: Any  # RNG streams etc.: not trained, not checkpointed, re-seeded per step
+    trainable_units: tuple[str, ...]  # path prefixes whose parameters train
+    classifier_path: str  # the (main) classifier, e.g. "head"
+    rng_tags: tuple[str, ...] = ()  # RNG streams in the model (dropout, stochastic depth)
+
+    def merge(self, params: Tree, frozen: Tree, batch_stats: Tree, *, train: bool) -> nnx.Module:
+        graphdef = self.graphdef_train if train else self.graphdef_eval
+        return nnx.merge(graphdef, params, frozen, batch_stats, self.rest)
+
+    def reseed(self, model: nnx.Module, key: jax.Array) -> None:
+        """Point every RNG stream of ``model`` at ``key`` (the step's ``fold_in(seed, step)``)."""
+        if self.rng_tags:
+            nnx.reseed(model, **{tag: key for tag in self.rng_tags})
+
+
+def stage_units(model: nnx.Module) -> list[str]:
+    """Top-level building blocks of ``model`` in definition order (``stem``, ``stage1``..).
+
+    A list of blocks counts as one unit per element (``stages/0``, ``stages/1``, ...), so
+    "the last N stages" means the same thing for every family.
+    """
+    units = []
+    for name, value in vars(model).items():
+        if isinstance(value, nnx.List):
+            units.extend(f"{name}/{i}" for i, item in enumerate(value) if isinstance(item, nnx.Module))
+        elif isinstance(value, nnx.Module):
+            units.append(name)
+    return units
+
+
+def _under(path: tuple, prefixes: tuple[str, ...]) -> bool:
+    key = "/".join(str(p) for p in path)
+    return any(key == p or key.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def trainable_units(model: nnx.Module, config: TrainConfig, metadata: WeightMetadata) -> tuple[str, ...]:
+    """Path prefixes of the parameters that train under ``config.transfer``."""
+    classifiers = tuple(metadata.classifier_paths)
+    if config.transfer == "linear_probe":
+        return classifiers[:1]
+    units = stage_units(model)
+    if config.transfer == "scratch" or config.finetune_stages is None:
+        return tuple(units)
+    backbone = [u for u in units if not _under(tuple(u.split("/")), classifiers)]
+    if config.finetune_stages > len(backbone):
+        raise ValueError(
+            f"--finetune_stages={config.finetune_stages} but {config.model} has "
+            f"{len(backbone)} backbone stages: {', '.join(backbone)}"
+        )
+    top = backbone[len(backbone) - config.finetune_stages:] if config.finetune_stages else []
+    return tuple(top) + classifiers
+
+
+def _set_modes(model: nnx.Module, units: tuple[str, ...], config: TrainConfig, *, train: bool) -> None:
+    if config.dtype == "bfloat16":  # compute dtype; parameters and statistics stay float32
+        model.set_attributes(dtype=jnp.bfloat16, raise_if_not_found=False)
+    if not train:
+        model.eval()
+        return
+    model.train()
+    for path, module in nnx.iter_graph(model):
+        if isinstance(module, nnx.BatchNorm):
+            frozen = not _under(path, units) or config.bn_mode == "frozen" or config.transfer == "linear_probe"
+            if frozen:
+                module.use_running_average = True
+
+
+def split_model(model: nnx.Module, config: TrainConfig, metadata: WeightMetadata) -> tuple[ModelDef, Tree, Tree, Tree]:
+    """-> (ModelDef, trainable params, frozen params, batch stats) as pure nested dicts.
+
+    Mutates ``model``'s mode attributes (train/eval, compute dtype); split it last.
+    """
+    units = trainable_units(model, config, metadata)
+    trainable = nnx.All(nnx.Param, lambda path, _: _under(path, units))
+    _set_modes(model, units, config, train=False)
+    graphdef_eval, *_ = nnx.split(model, trainable, nnx.Param, nnx.BatchStat, ...)
+    _set_modes(model, units, config, train=True)
+    graphdef_train, params, frozen, stats, rest = nnx.split(model, trainable, nnx.Param, nnx.BatchStat, ...)
+    tags = tuple(sorted({v.tag for _, v in nnx.to_flat_state(rest) if isinstance(v, nnx.RngKey)}))
+    model_def = ModelDef(graphdef_train, graphdef_eval, rest, units, metadata.classifier_paths[0], tags)
+    return model_def, nnx.to_pure_dict(params), nnx.to_pure_dict(frozen), nnx.to_pure_dict(stats)
+
+
+def merge_trees(a: Tree, b: Tree) -> Tree:
+    """Union of two nested dicts with disjoint leaves."""
+    out = dict(a)
+    for key, value in b.items():
+        if key in out and isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = merge_trees(out[key], value)
+        elif key in out:
+            raise ValueError(f"key {key!r} present in both trees")
+        else:
+            out[key] = value
+    return out
+
+
+def subtree(tree: Tree, like: Tree) -> Tree:
+    """The part of ``tree`` whose structure is ``like``'s (inverse of :func:`merge_trees`)."""
+    return {k: subtree(tree[k], v) if isinstance(v, dict) else tree[k] for k, v in like.items()}
+
+
+def build_model(config: TrainConfig, num_classes: int, *, pretrained: bool = True) -> nnx.Module:
+    """The model the config asks for, on the host (weights loaded strictly when pretrained)."""
+    return models.create(
+        config.model,
+        num_classes=num_classes,
+        pretrained=config.pretrained if pretrained else None,
+        in_channels=config.in_channels,
+        rngs=nnx.Rngs(config.seed),
+        **config.model_kwargs,
+    )
+
+
+def init_train_state(
+    model: nnx.Module,
+    config: TrainConfig,
+    metadata: WeightMetadata,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+) -> tuple[ModelDef, TrainState]:
+    """Split ``model``, place its arrays replicated on ``mesh`` and initialise the optimizer there."""
+    model_def, params, frozen, stats = split_model(model, config, metadata)
+    params, frozen, stats = place_replicated((params, frozen, stats), mesh)
+    model_def = dataclasses.replace(model_def, rest=place_replicated_keys(model_def.rest, mesh))
+    opt_state = jax.jit(tx.init, out_shardings=replicated(mesh))(params)
+    step = place_replicated(jnp.zeros((), jnp.int32), mesh)
+    return model_def, TrainState(step=step, params=params, frozen=frozen, batch_stats=stats, opt_state=opt_state)
+
+
+def place_replicated_keys(rest: Any, mesh: Mesh) -> Any:
+    """RNG key state replicated on the mesh (typed keys go through their raw data)."""
+
+    def place(x: Any) -> Any:
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(x)
+            return jax.random.wrap_key_data(place_replicated(jax.random.key_data(x), mesh), impl=impl)
+        return place_replicated(x, mesh)
+
+    return jax.tree.map(place, rest)
+
+
+def abstract_train_state(state: TrainState, mesh: Mesh) -> TrainState:
+    """Shapes, dtypes and (replicated, on ``mesh``) shardings of ``state``: a restore target."""
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
+

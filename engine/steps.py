@@ -1,0 +1,126 @@
+"""The jitted steps: one pure train step and one forward for evaluation, sharded over the mesh.
+
+Both take plain pytrees (the :class:`~engine.state.TrainState` and a batch dict) and merge
+the NNX model inside, so nothing NNX crosses the jit boundary in the hot loop. The batch
+is sharded on ``data``; the state is replicated and donated. Images arrive as uint8 and are
+normalised on the device (``data_pipelines.device.normalize``) with the weights' mean/std.
+Dropout / stochastic-depth randomness comes from ``fold_in(seed, step)``, so a resumed run
+draws exactly the masks an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from engine.config import TrainConfig
+from engine.losses import correct_count, cross_entropy
+from engine.mesh import batch_sharding, replicated
+from engine.state import ModelDef, TrainState
+from models.metadata import WeightMetadata
+
+Batch = dict[str, jax.Array]
+TrainStep = Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def prepare_images(images: jax.Array, metadata: WeightMetadata, dtype: Any = jnp.float32) -> jax.Array:
+    """uint8 NHWC -> normalised ``dtype`` (float inputs are taken as already normalised)."""
+    if jnp.issubdtype(images.dtype, jnp.integer):
+        from data_pipelines.device import normalize  # the data layer owns pixel conventions
+
+        images = normalize(images, metadata.mean, metadata.std)
+    return images.astype(dtype)
+
+
+def make_train_step(
+    model_def: ModelDef,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    config: TrainConfig,
+    metadata: WeightMetadata,
+    mesh: Mesh,
+    class_weights: Sequence[float] | None = None,
+) -> TrainStep:
+    """``step(state, batch) -> (state, metrics)``, jitted, state donated.
+
+    ``metrics`` (device scalars, fetched by the loop every N steps): ``loss``, ``correct``,
+    ``count`` (real examples), ``grad_norm``, ``lr`` (the classifier's).
+    """
+    base_key = jax.random.key(config.seed)
+    dtype = compute_dtype(config.dtype)
+    weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        images = prepare_images(batch["image"], metadata, dtype)
+        labels, mask = batch["label"], batch["mask"]
+        key = jax.random.fold_in(base_key, state.step)
+
+        def loss_fn(params):
+            model = model_def.merge(params, state.frozen, state.batch_stats, train=True)
+            model_def.reseed(model, key)
+            logits, _ = model(images)
+            loss = cross_entropy(logits, labels, mask, label_smoothing=config.label_smoothing,
+                                 class_weights=weights)
+            return loss, (logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
+
+        (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss,
+            "correct": correct_count(logits, labels, mask),
+            "count": jnp.sum(mask.astype(jnp.float32)),
+            "grad_norm": optax.global_norm(grads),
+            "lr": jnp.asarray(schedule(state.step), jnp.float32),
+        }
+        new_state = TrainState(step=state.step + 1, params=params, frozen=state.frozen,
+                               batch_stats=stats, opt_state=opt_state)
+        return new_state, metrics
+
+    return jax.jit(
+        step,
+        in_shardings=(replicated(mesh), batch_sharding(mesh)),
+        out_shardings=(replicated(mesh), replicated(mesh)),
+        donate_argnums=0,
+    )
+
+
+Forward = Callable[[Any, jax.Array], jax.Array]
+
+
+def make_forward(
+    graphdef: nnx.GraphDef,
+    metadata: WeightMetadata,
+    mesh: Mesh,
+    *,
+    output: str = "probabilities",
+    dtype: Any = jnp.float32,
+) -> Forward:
+    """``forward(states, images)``: the model (eval mode) on a batch sharded over ``mesh``.
+
+    ``states`` is the tuple of state trees ``nnx.merge(graphdef, *states)`` expects.
+    ``output``: ``"probabilities"`` (softmax, float32), ``"logits"`` (float32) or an
+    ``extras`` name such as ``"pre_logits"`` (float32: the linear-probe features).
+    """
+
+    def forward(states: Any, images: jax.Array) -> jax.Array:
+        model = nnx.merge(graphdef, *states)
+        logits, extras = model(prepare_images(images, metadata, dtype))
+        if output == "probabilities":
+            return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        if output == "logits":
+            return logits.astype(jnp.float32)
+        return extras[output].astype(jnp.float32)
+
+    return jax.jit(forward, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                   out_shardings=batch_sharding(mesh))
