@@ -14,12 +14,12 @@ ResNet-34 file is not quietly read as a ResNet-18 whose tensors it happens to co
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from importlib import resources
 
 import numpy as np
 
 from models import resnet
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
+from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -80,16 +80,6 @@ def convert(flat: Mapping[str, np.ndarray], arch: str, source: str = "torchvisio
             "another architecture"
         )
     return {flax_name: transform(flat[torch_name]) for torch_name, (flax_name, transform) in table.items()}
-
-
-def imagenet_class_names() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names in index order (models/imagenet_classes.txt), if shipped."""
-    try:
-        text = resources.files("models").joinpath("imagenet_classes.txt").read_text()
-    except FileNotFoundError:
-        return ()
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    return names if len(names) == 1000 else ()
 
 
 def metadata(arch: str, source: str = "torchvision") -> WeightMetadata:
