@@ -25,7 +25,9 @@ _hash_cache: dict[tuple[str, int, int], str] = {}
 
 
 def content_hash(source: ImageSource, record: ExampleRecord) -> str:
-    """SHA-256 of the example's encoded bytes (the file, or the store's bytes)."""
+    """SHA-256 of the example's original file (recorded, or read), else of the store's bytes."""
+    if record.sha256:
+        return record.sha256
     if record.key is not None and source.store is not None:
         element = source.store[record.key]
         if "image_bytes" in element:
@@ -108,8 +110,9 @@ def audit_pair(first: ImageSource, second: ImageSource, *, hashes: bool = True) 
 
 
 def audit_splits(splits: dict[str, ImageSource], *, hashes: bool = True) -> list[PairAudit]:
-    """``audit_pair`` for every pair of the given splits (in precedence order)."""
-    names = sorted(splits, key=lambda s: SPLIT_PRECEDENCE.index(s) if s in SPLIT_PRECEDENCE else 99)
+    """``audit_pair`` for every pair of the given splits (train, val, test order)."""
+    order = ("train", "val", "test")
+    names = sorted(splits, key=lambda s: order.index(s) if s in order else len(order))
     return [audit_pair(splits[a], splits[b], hashes=hashes) for a, b in itertools.combinations(names, 2)]
 
 

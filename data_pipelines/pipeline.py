@@ -93,16 +93,19 @@ class _EvalPosition(grain.transforms.Map):
         return index if index < self.size else -1
 
 
-def _read_options(threads: int | None, local_batch: int) -> grain.ReadOptions:
-    threads = threads if threads is not None else min(16, os.cpu_count() or 1)
-    return grain.ReadOptions(num_threads=max(threads, 1), prefetch_buffer_size=max(2 * local_batch, 16))
-
-
 def _assemble(ds: grain.MapDataset, *, local_batch: int, drop_remainder: bool, mesh: Mesh,
               workers: int, threads: int | None) -> grain.DatasetIterator:
-    """Shared tail: threads read elements, batch, optional worker processes, place on mesh."""
-    ids = ds.to_iter_dataset(_read_options(threads if workers == 0 else 1, local_batch))
-    ids = ids.batch(local_batch, drop_remainder=drop_remainder)
+    """Shared tail: batch, read batches in threads (optionally in worker processes), place.
+
+    Batching happens on the MapDataset, so batch ``k`` is always positions ``k*b..k*b+b-1``:
+    worker processes take whole batches round-robin and give the same batches as threads.
+    """
+    threads = threads if threads is not None else min(16, os.cpu_count() or 1)
+    if workers > 0:
+        threads = 1  # per worker process
+    ds = ds.batch(local_batch, drop_remainder=drop_remainder)
+    options = grain.ReadOptions(num_threads=max(threads, 1), prefetch_buffer_size=max(2 * threads, 2))
+    ids = ds.to_iter_dataset(options)
     if workers > 0:
         ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     ids = ids.map(lambda batch: to_global(batch, mesh))

@@ -26,6 +26,7 @@ class ExampleRecord:
     patient: str
     lesion_box: Box | None = None
     key: int | None = None  # row in the source's store; None: read ``path`` from disk
+    sha256: str | None = None  # hash of the original file when known (prepared builds)
 
 
 class PixelStore(Protocol):
