@@ -11,6 +11,7 @@ when several processes feed the mesh.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -24,6 +25,7 @@ import models
 from engine.checkpoints import restore_model_variables
 from engine.state import place_replicated_keys
 from engine.steps import make_forward
+from engine.validation import gather_outputs
 from engine.workdir import Workdir
 from models.metadata import WeightMetadata
 
@@ -68,15 +70,6 @@ def load_run(workdir: str | Any, which: str = "best") -> TrainedRun:
     return TrainedRun(model, metadata, config, tuple(config["class_names"]), step, source, wd)
 
 
-def _host_rows(x: jax.Array) -> np.ndarray:
-    """Every row of a global batch array, on every process."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
-
-
 def predict_probabilities(
     model: nnx.Module,
     iterator: Iterable[dict[str, Any]],
@@ -93,25 +86,13 @@ def predict_probabilities(
     """
     model.eval()
     graphdef, state = nnx.split(model)
-    forward = None
-    probs, indices = [], []
     state = place_replicated_keys(state, mesh)
-    for batch in iterator:
-        images = batch["image"]
-        if np.issubdtype(images.dtype, np.integer) and metadata is None:
-            raise ValueError("uint8 images need `metadata` (mean/std) to be normalised")
-        if forward is None:
-            forward = make_forward(graphdef, metadata or WeightMetadata(arch="unknown"), mesh)
-        out = _host_rows(forward((state,), images))
-        index = _host_rows(batch["index"]).astype(np.int32)
-        keep = index >= 0
-        if "mask" in batch:
-            keep &= _host_rows(batch["mask"]).astype(bool)
-        probs.append(out[keep])
-        indices.append(index[keep])
-    if not probs:
+    batches = iter(iterator)
+    first = next(batches, None)
+    if first is None:
         return np.zeros((0, 0), np.float32), np.zeros((0,), np.int32)
-    probs_all, index_all = np.concatenate(probs), np.concatenate(indices)
-    order = np.argsort(index_all, kind="stable")
-    return probs_all[order].astype(np.float32), index_all[order]
-
+    if np.issubdtype(first["image"].dtype, np.integer) and metadata is None:
+        raise ValueError("uint8 images need `metadata` (mean/std) to be normalised on the device")
+    forward = make_forward(graphdef, metadata or WeightMetadata(arch="unknown"), mesh)
+    probs, index = gather_outputs(forward, (state,), itertools.chain([first], batches))
+    return probs.astype(np.float32), index

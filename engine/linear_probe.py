@@ -1,0 +1,192 @@
+"""The paper's transfer learning: frozen backbone, cached features, a trained classifier.
+
+Kermany et al. froze every convolution of an ImageNet Inception-V3, computed each image's
+pooled "bottleneck" once, and trained only a new softmax layer on those (Adam, lr 1e-3,
+batches of 1,000, ~100 epochs). Here the backbone runs once over every image (sharded over
+the mesh, eval mode) to its ``pre_logits``; the features are kept on the host and in
+``<workdir>/cache/`` (so a resumed run skips them); then only the classifier trains, its
+batches drawn from the cache by a permutation that is a function of (seed, epoch), so a
+resumed run draws exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from engine.config import TrainConfig
+from engine.losses import correct_count, cross_entropy
+from engine.mesh import batch_sharding, place_replicated, replicated
+from engine.run_log import RunLog
+from engine.state import ModelDef, TrainState
+from engine.steps import compute_dtype, make_forward
+from engine.validation import classification_metrics, gather_outputs
+from engine.workdir import Workdir
+from models.metadata import WeightMetadata
+
+FEATURES = "pre_logits"
+
+
+def classifier_graphdef(model: nnx.Module, classifier_path: str) -> nnx.GraphDef:
+    """The static half of the classifier sub-module (e.g. ``head``) of ``model``."""
+    node = model
+    for key in classifier_path.split("/"):
+        node = node[int(key)] if key.isdigit() else getattr(node, key)
+    return nnx.graphdef(node)
+
+
+def cache_fingerprint(config: TrainConfig, split: str, count: int) -> str:
+    """Everything the features depend on; a cache with another fingerprint is recomputed."""
+    keys = ("model", "pretrained", "in_channels", "input_size", "model_kwargs", "dataset", "data_dir",
+            "val_fraction", "max_per_class", "drop_leaked", "seed", "dtype")
+    payload = {k: getattr(config, k) for k in keys} | {"split": split, "count": count}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cached_features(
+    *,
+    model_def: ModelDef,
+    state: TrainState,
+    config: TrainConfig,
+    metadata: WeightMetadata,
+    mesh: Mesh,
+    source: Any,
+    eval_cfg: Any,
+    workdir: Workdir,
+    log: RunLog,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 [N, D], labels int32 [N]) of ``source``, computed at most once."""
+    from data_pipelines.pipeline import make_eval_iterator
+
+    split = source.split
+    fingerprint = cache_fingerprint(config, split, len(source))
+    path = workdir.cache_dir / f"features_{split}_{fingerprint}.npz"
+    labels = np.asarray([r.label for r in source.records], np.int32)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as cache:
+            features = cache["features"]
+        log.event("features", split=split, computed=0, cached=len(features), path=str(path))
+        return features, labels
+    forward = make_forward(model_def.graphdef_eval, metadata, mesh, output=FEATURES,
+                           dtype=compute_dtype(config.dtype))
+    batch = config.eval_batch_size or config.batch_size
+    batches = make_eval_iterator(source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers)
+    states = (state.params, state.frozen, state.batch_stats, model_def.rest)
+    features, index = gather_outputs(forward, states, batches)
+    if not np.array_equal(index, np.arange(len(source))):
+        raise RuntimeError(f"feature extraction over {split} did not see every example exactly once")
+    if jax.process_index() == 0:
+        workdir.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, features=features)
+        tmp.replace(path)
+    log.event("features", split=split, computed=len(features), cached=0, path=str(path))
+    return features, labels
+
+
+class FeatureBatches:
+    """Endless global batches ``{"features", "label", "mask"}`` drawn from a feature cache.
+
+    Step ``s`` reads rows ``perm_e[j*B:(j+1)*B]`` with ``e, j = divmod(s, steps_per_epoch)``
+    and ``perm_e`` a permutation seeded by (seed, e): the position is the step, nothing else.
+    """
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, *, global_batch_size: int,
+                 mesh: Mesh, seed: int, start_step: int = 0, class_balanced: bool = False) -> None:
+        from data_pipelines.splits import class_balanced_order
+
+        self.features, self.labels = features, labels
+        self.batch = global_batch_size
+        self.mesh, self.seed = mesh, seed
+        self.step = start_step
+        self.epoch_order = class_balanced_order(labels) if class_balanced else np.arange(len(labels))
+        if len(self.epoch_order) < global_batch_size:
+            raise ValueError(f"{len(self.epoch_order)} cached examples per epoch < batch {global_batch_size}")
+        self.steps_per_epoch = len(self.epoch_order) // global_batch_size
+        self._perm_epoch, self._perm = -1, None
+        self.local = global_batch_size // jax.process_count()
+
+    def __iter__(self) -> FeatureBatches:
+        return self
+
+    def __next__(self) -> dict[str, jax.Array]:
+        epoch, j = divmod(self.step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.epoch_order)
+            self._perm_epoch = epoch
+        rows = self._perm[j * self.batch:(j + 1) * self.batch]
+        mine = rows[jax.process_index() * self.local:(jax.process_index() + 1) * self.local]
+        self.step += 1
+        sharding = batch_sharding(self.mesh)
+        local = {"features": self.features[mine], "label": self.labels[mine], "mask": np.ones(len(mine), bool)}
+        return {k: jax.make_array_from_process_local_data(sharding, v, (self.batch, *v.shape[1:]))
+                for k, v in local.items()}
+
+
+def _classifier_params(params: dict, classifier_path: str) -> Any:
+    node = params
+    for key in classifier_path.split("/"):
+        node = node[int(key)] if key.isdigit() and key not in node else node[key]
+    return node
+
+
+def make_probe_step(
+    head_graphdef: nnx.GraphDef,
+    classifier_path: str,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    config: TrainConfig,
+    mesh: Mesh,
+    class_weights: Any = None,
+):
+    """Jitted ``step(state, batch)`` that trains the classifier on cached features."""
+    weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
+
+    def step(state: TrainState, batch: dict[str, jax.Array]):
+        labels, mask = batch["label"], batch["mask"]
+
+        def loss_fn(params):
+            head = nnx.merge(head_graphdef, _classifier_params(params, classifier_path))
+            logits = head(batch["features"])
+            loss = cross_entropy(logits, labels, mask, label_smoothing=config.label_smoothing,
+                                 class_weights=weights)
+            return loss, logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        metrics = {
+            "loss": loss,
+            "correct": correct_count(logits, labels, mask),
+            "count": jnp.sum(mask.astype(jnp.float32)),
+            "grad_norm": optax.global_norm(grads),
+            "lr": jnp.asarray(schedule(state.step), jnp.float32),
+        }
+        return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                             opt_state=opt_state), metrics
+
+    return jax.jit(step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                   out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+
+
+def make_probe_evaluator(head_graphdef: nnx.GraphDef, classifier_path: str, features: np.ndarray,
+                         labels: np.ndarray, mesh: Mesh):
+    """``evaluate(state) -> metrics`` of the classifier on cached (validation) features."""
+    @jax.jit
+    def probabilities(params, feats):
+        head = nnx.merge(head_graphdef, _classifier_params(params, classifier_path))
+        return jax.nn.softmax(head(feats).astype(jnp.float32), axis=-1)
+
+    feats = place_replicated(features, mesh)
+
+    def evaluate(state: TrainState) -> dict[str, float]:
+        return classification_metrics(np.asarray(probabilities(state.params, feats)), labels)
+
+    return evaluate

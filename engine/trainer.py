@@ -1,0 +1,273 @@
+"""A whole training run from a :class:`TrainConfig`: data, model, state, loop, hooks, test.
+
+Restore order (STYLE.md lesson 12): the workdir's own latest checkpoint (a resume) ->
+``--pretrained`` weights -> random initialisation. A resume must match the run it continues
+(model, data, classes, batch, seed; see ``RESUME_KEYS``); step counts may grow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+import models
+from engine.checkpoints import RunCheckpoints
+from engine.config import TrainConfig
+from engine.hooks import CheckpointHook, LogHook, ValidationHook
+from engine.inference import load_run, predict_probabilities
+from engine.linear_probe import (
+    FeatureBatches,
+    cached_features,
+    classifier_graphdef,
+    make_probe_evaluator,
+    make_probe_step,
+)
+from engine.loop import train_loop
+from engine.losses import balanced_class_weights
+from engine.optim import make_optimizer
+from engine.preemption import StopRequest
+from engine.progress import ProgressBar
+from engine.run_log import RunLog
+from engine.state import build_model, init_train_state
+from engine.steps import compute_dtype, make_forward, make_train_step
+from engine.validation import classification_metrics, gather_outputs
+from engine.workdir import Workdir
+from models.metadata import WeightMetadata
+
+log = logging.getLogger(__name__)
+
+# A workdir holding a checkpoint resumes only with the same values of these.
+RESUME_KEYS = ("model", "pretrained", "transfer", "finetune_stages", "in_channels", "input_size",
+               "dataset", "val_fraction", "max_per_class", "drop_leaked", "class_balanced_sampling",
+               "global_batch_size", "seed", "num_classes", "class_names", "optimizer")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a finished (or stopped) run did; also printed by ``launch.train``."""
+
+    workdir: Path
+    step: int
+    total_steps: int
+    stopped: str | None  # None: every step ran
+    resumed_from: int | None
+    best_step: int | None
+    validation: list[dict[str, Any]]
+    test: dict[str, float] | None
+
+
+@dataclasses.dataclass
+class RunData:
+    train: Any  # data_pipelines ImageSource
+    val: Any | None
+    class_names: tuple[str, ...]
+    metadata: WeightMetadata
+    train_cfg: Any  # data_pipelines PreprocessConfig
+    eval_cfg: Any
+
+
+def open_run_data(config: TrainConfig) -> RunData:
+    """Training/validation sources and the preprocessing the model's weights ask for."""
+    from data_pipelines.layout import DatasetLayoutError
+    from data_pipelines.preprocess import PreprocessConfig
+    from data_pipelines.sources import open_dataset
+
+    common = dict(data_dir=config.data_dir, val_fraction=config.val_fraction, seed=config.seed,
+                  drop_leaked=config.drop_leaked, on_bad_image=config.on_bad_image)
+    train = open_dataset(config.dataset, split="train", max_per_class=config.max_per_class, **common)
+    try:
+        val = open_dataset(config.dataset, split="val", **common)
+    except DatasetLayoutError as err:
+        if config.val_fraction > 0:
+            raise
+        log.warning("no validation split (%s): no best checkpoint will be chosen", err)
+        val = None
+    metadata = models.metadata_for(config.model, config.pretrained, num_classes=len(train.class_names),
+                                   in_channels=config.in_channels)
+    if config.input_size is not None:
+        metadata = metadata.replace(input_size=config.input_size)
+    metadata = metadata.replace(class_names=train.class_names)
+    train_cfg = PreprocessConfig.from_metadata(metadata, channels=config.in_channels, augment=config.augment)
+    eval_cfg = PreprocessConfig.from_metadata(metadata, channels=config.in_channels, augment=False)
+    return RunData(train, val, train.class_names, metadata, train_cfg, eval_cfg)
+
+
+def plan_steps(config: TrainConfig, examples: int, mesh: Mesh) -> tuple[int, int, int]:
+    """-> (global batch size, total steps, steps per epoch).
+
+    A linear probe's batch is capped at the (device-divisible) training set size: the paper's
+    1,000 is more than small data sets hold.
+    """
+    batch = config.batch_size
+    if config.transfer == "linear_probe" and batch > examples:
+        batch = max(mesh.size, examples // mesh.size * mesh.size)
+    per_epoch = max(examples // batch, 1)
+    total = config.steps if config.steps is not None else math.ceil((config.epochs or 1.0) * per_epoch)
+    return batch, total, per_epoch
+
+
+def resolved_config(config: TrainConfig, data: RunData, batch: int, total_steps: int) -> dict[str, Any]:
+    """config.json: the TrainConfig plus what the data and the weights decided."""
+    import json
+
+    return config.to_dict() | {
+        "num_classes": len(data.class_names),
+        "class_names": list(data.class_names),
+        "metadata": json.loads(data.metadata.to_json()),
+        "global_batch_size": batch,
+        "total_steps": total_steps,
+        "train_examples": len(data.train),
+        "val_examples": None if data.val is None else len(data.val),
+    }
+
+
+def check_resumable(workdir: Workdir, new: dict[str, Any]) -> None:
+    old = workdir.read_config()
+    differ = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in RESUME_KEYS if old.get(k) != new.get(k)]
+    if differ:
+        raise ValueError(
+            f"{workdir.root} holds a checkpoint of a different run ({'; '.join(differ)}); "
+            "use a new --workdir or the original settings"
+        )
+
+
+def _image_evaluator(forward: Any, model_def: Any, source: Any, eval_cfg: Any, batch: int, mesh: Mesh,
+                     workers: int):
+    from data_pipelines.pipeline import make_eval_iterator
+
+    labels = np.asarray([r.label for r in source.records], np.int32)
+
+    def evaluate(state: Any) -> dict[str, float]:
+        batches = make_eval_iterator(source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=workers)
+        states = (state.params, state.frozen, state.batch_stats, model_def.rest)
+        probs, index = gather_outputs(forward, states, batches)
+        return classification_metrics(probs, labels[index])
+
+    return evaluate
+
+
+def evaluate_split(workdir: Workdir, config: TrainConfig, split: str, mesh: Mesh) -> dict[str, float]:
+    """Accuracy/loss of the run's best checkpoint on ``split`` (full paper metrics: launch.evaluate)."""
+    from data_pipelines.pipeline import make_eval_iterator
+    from data_pipelines.preprocess import PreprocessConfig
+    from data_pipelines.sources import open_dataset
+
+    run = load_run(workdir, "best")
+    source = open_dataset(config.dataset, data_dir=config.data_dir, split=split,
+                          on_bad_image=config.on_bad_image)
+    cfg = PreprocessConfig.from_metadata(run.metadata, channels=config.in_channels)
+    batches = make_eval_iterator(source, cfg, global_batch_size=config.eval_batch_size or config.batch_size,
+                                 mesh=mesh, workers=config.workers)
+    probs, index = predict_probabilities(run.model, batches, mesh, metadata=run.metadata)
+    labels = np.asarray([r.label for r in source.records], np.int32)
+    return classification_metrics(probs, labels[index]) | {"checkpoint_step": float(run.step)}
+
+
+def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -> RunSummary:
+    """Train (or resume) the run ``config`` describes on ``mesh``; see the module docstring."""
+    from data_pipelines.pipeline import make_train_iterator
+
+    workdir = Workdir(config.workdir)
+    lead = jax.process_index() == 0
+    data = open_run_data(config)
+    batch, total_steps, per_epoch = plan_steps(config, len(data.train), mesh)
+    if batch % mesh.size:
+        raise ValueError(f"batch size {batch} does not divide over the {mesh.size} devices of the mesh")
+    resolved = resolved_config(config, data, batch, total_steps)
+    checkpoints = RunCheckpoints(workdir, keep=config.keep_checkpoints, best_metric=config.best_metric,
+                                 best_mode=config.best_mode)
+    resuming = checkpoints.latest_step() is not None
+    if resuming:
+        check_resumable(workdir, resolved)
+    if lead:
+        workdir.write_config(resolved)
+        workdir.write_versions({"mesh_devices": mesh.size})
+    run_log = RunLog(workdir, enabled=lead)
+    progress = ProgressBar(total_steps, enabled=lead and config.progress)
+
+    model = build_model(config, len(data.class_names))
+    classifier_path = data.metadata.classifier_paths[0]
+    tx, schedule = make_optimizer(config, total_steps, classifier_path)
+    head_graphdef = classifier_graphdef(model, classifier_path)
+    model_def, state = init_train_state(model, config, data.metadata, tx, mesh)
+    del model
+    counts = np.bincount([r.label for r in data.train.records], minlength=len(data.class_names))
+    weights = balanced_class_weights(counts) if config.class_weighting == "balanced" else None
+    eval_batch = config.eval_batch_size or batch
+
+    data_iter = None
+    if config.transfer == "linear_probe":
+        features = dict(model_def=model_def, state=state, config=config, metadata=data.metadata, mesh=mesh,
+                        eval_cfg=data.eval_cfg, workdir=workdir, log=run_log)
+        train_x, train_y = cached_features(source=data.train, **features)
+        batches: Any = FeatureBatches(train_x, train_y, global_batch_size=batch, mesh=mesh, seed=config.seed,
+                                      class_balanced=config.class_balanced_sampling)
+        step_fn = make_probe_step(head_graphdef, classifier_path, tx, schedule, config, mesh, weights)
+        evaluate = None
+        if data.val is not None:
+            val_x, val_y = cached_features(source=data.val, **features)
+            evaluate = make_probe_evaluator(head_graphdef, classifier_path, val_x, val_y, mesh)
+    else:
+        data_iter = batches = make_train_iterator(
+            data.train, data.train_cfg, global_batch_size=batch, mesh=mesh, seed=config.seed,
+            workers=config.workers, class_balanced=config.class_balanced_sampling)
+        step_fn = make_train_step(model_def, tx, schedule, config, data.metadata, mesh, weights)
+        evaluate = None
+        if data.val is not None:
+            forward = make_forward(model_def.graphdef_eval, data.metadata, mesh, dtype=compute_dtype(config.dtype))
+            evaluate = _image_evaluator(forward, model_def, data.val, data.eval_cfg, eval_batch, mesh, config.workers)
+
+    resumed_from = None
+    if resuming:
+        state = checkpoints.restore_latest(state, data_iter)
+        resumed_from = int(jax.device_get(state.step))
+        if isinstance(batches, FeatureBatches):
+            batches.step = resumed_from
+        run_log.event("resumed", step=resumed_from)
+        progress.message(f"resumed {workdir.root} at step {resumed_from}")
+    progress.start_step = resumed_from or 0
+
+    eval_every = config.eval_every or per_epoch
+    hooks: list[Any] = [LogHook(config.log_every, run_log)]
+    validation = None
+    if evaluate is not None:
+        validation = ValidationHook(eval_every, evaluate, checkpoints, run_log, progress if lead else None)
+        hooks.append(validation)
+    hooks.append(CheckpointHook(config.checkpoint_every or eval_every, checkpoints, data_iter))
+
+    def save_on_stop(step: int, final_state: Any) -> None:
+        checkpoints.save_latest(final_state, data_iter, step=step)
+        checkpoints.wait()
+        run_log.event("stopped", step=step, reason=stop.reason if stop else None)
+        progress.message(f"stopped at step {step}: checkpoint saved in {workdir.latest_dir}; "
+                         "run the same command again to resume")
+
+    def last_checkpoint() -> str | None:
+        step = checkpoints.latest_step()
+        return None if step is None else str(workdir.latest_dir / str(step))
+
+    stop = stop or StopRequest()
+    try:
+        with stop.installed():
+            result = train_loop(state, step_fn, batches, total_steps=total_steps, hooks=hooks,
+                                flush_every=config.log_every, stop=stop, on_stop=save_on_stop,
+                                last_checkpoint=last_checkpoint, progress=progress)
+        checkpoints.wait()
+        progress.close()
+        test = None
+        if result.stopped is None and config.final_split:
+            test = evaluate_split(workdir, config, config.final_split, mesh)
+            run_log.scalars(config.final_split, result.step, test)
+        return RunSummary(workdir.root, result.step, total_steps, result.stopped, resumed_from,
+                          checkpoints.best_step(), validation.history if validation else [], test)
+    finally:
+        checkpoints.wait()
+        checkpoints.close()
+        run_log.close()
