@@ -31,7 +31,8 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        msg = f"expected comma-separated numbers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input_size", type=int, help="override: input side in pixels")
     p.add_argument("--crop_fraction", type=float, help="override: centre-crop fraction (0, 1]")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, help="override: resize filter")
-    p.add_argument("--mean", type=_floats, help="override: per-channel mean on [0,1], e.g. 0.5,0.5,0.5")
-    p.add_argument("--std", type=_floats, help="override: per-channel std on [0,1], e.g. 0.5,0.5,0.5")
+    p.add_argument("--mean", type=_floats,
+                   help="override: per-channel mean on [0,1] inputs, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", type=_floats,
+                   help="override: per-channel std on [0,1] inputs, e.g. 0.229,0.224,0.225")
     return p
 
 

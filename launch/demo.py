@@ -34,7 +34,9 @@ def sample_image() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m launch.demo", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.demo", description=__doc__.split("\n\n")[1]
+    )
     parser.add_argument("images", nargs="*", type=Path, metavar="IMAGE",
                         help="images to classify (default: scikit-image's chelsea.png)")
     args = parser.parse_args(argv)

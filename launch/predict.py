@@ -43,7 +43,9 @@ class ImageReadError(ValueError):
 
 # TODO(data_pipelines): move to the per-example ops of data_pipelines/ once they land, so that
 # prediction and evaluation share one implementation of "preprocess as the metadata says".
-_PIL_FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST", "lanczos": "LANCZOS"}
+_PIL_FILTERS = {
+    "bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST", "lanczos": "LANCZOS"
+}
 
 
 def _load_image(path: Path, meta) -> np.ndarray:
@@ -140,7 +142,9 @@ def predict_pretrained(pretrained: str, images: Sequence[Path], *, top_k: int,
 
     _, meta, path = load_pretrained(pretrained)
     if arch is not None and arch != meta.arch:
-        raise models.WeightFileError(f"{path}: weights are for architecture {meta.arch!r}, not {arch!r}")
+        raise models.WeightFileError(
+            f"{path}: weights are for architecture {meta.arch!r}, not {arch!r}"
+        )
     model = models.create(meta.arch, pretrained=path)
     return classify(model, meta, images, top_k)
 
@@ -152,8 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(path,rank,class_index,class_name,probability).",
     )
     mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--pretrained", help="a weight file from launch.convert, or a registered "
-                      "tag such as efficientnet_lite0.in1k; its own head and preprocessing are used")
+    mode.add_argument(
+        "--pretrained",
+        help="a weight file from launch.convert, or a registered tag such as "
+        "efficientnet_lite0.in1k; its own head and preprocessing are used",
+    )
     p.add_argument("--arch", help="refuse weights for any other architecture (optional check)")
     p.add_argument("--top_k", type=int, default=5, help="classes per image (default 5)")
     p.add_argument("--out", type=Path, help="write the predictions to this CSV")

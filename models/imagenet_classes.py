@@ -19,7 +19,10 @@ _FILE = Path(__file__).with_name("imagenet_classes.txt")
 @functools.cache
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 names, index = ImageNet-1k class index."""
-    names = tuple(line.strip() for line in _FILE.read_text(encoding="utf-8").splitlines() if line.strip())
+    lines = _FILE.read_text(encoding="utf-8").splitlines()
+    names = tuple(line.strip() for line in lines if line.strip())
     if len(names) != NUM_IMAGENET_CLASSES:
-        raise RuntimeError(f"{_FILE}: expected {NUM_IMAGENET_CLASSES} class names, found {len(names)}")
+        raise RuntimeError(
+            f"{_FILE}: expected {NUM_IMAGENET_CLASSES} class names, found {len(names)}"
+        )
     return names

@@ -73,7 +73,9 @@ def name_map(arch: str) -> dict[str, tuple[str, Callable[[np.ndarray], np.ndarra
                 if kind == "conv":
                     table[f"{prefix}.weight"] = (f"{flax}/conv/kernel", oihw_to_hwio)
                 else:
-                    table.update({f"{prefix}.{t}": (f"{flax}/bn/{f}", identity) for t, f in _BN.items()})
+                    table.update(
+                        {f"{prefix}.{t}": (f"{flax}/bn/{f}", identity) for t, f in _BN.items()}
+                    )
             index += 1
     table.update(_conv_bn_entries("_conv_head", "_bn1", "head_conv"))
     table["_fc.weight"] = ("head/kernel", linear_transpose)
@@ -81,15 +83,28 @@ def name_map(arch: str) -> dict[str, tuple[str, Callable[[np.ndarray], np.ndarra
     return table
 
 
+def _show(names: list[str], limit: int = 6) -> str:
+    more = f", ... (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
-    """Torch state dict -> flat Flax params. KeyError names a missing tensor; ValueError
-    lists tensors the architecture does not have."""
+    """Torch state dict -> flat Flax params. Raises ValueError listing the tensors that are
+    missing or that ``arch`` does not have (the file holds another architecture)."""
     table = name_map(arch)
+    missing = [k for k in table if k not in flat]
     unused = sorted(k for k in flat if k not in table and not k.endswith(IGNORED_SUFFIXES))
+    if missing:
+        raise ValueError(
+            f"the file holds another architecture: {len(missing)} of the {len(table)} tensors of "
+            f"{arch} are missing ({_show(missing)}); {len(unused)} tensors are unknown "
+            f"({_show(unused) or 'none'})"
+        )
     if unused:
-        shown = ", ".join(unused[:8]) + (f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else "")
-        raise ValueError(f"{len(unused)} tensors that {arch} does not have: {shown}")
-    return {flax: fn(np.asarray(flat[name], dtype=np.float32)) for name, (flax, fn) in table.items()}
+        raise ValueError(f"{len(unused)} tensors that {arch} does not have: {_show(unused)}")
+    return {
+        flax: fn(np.asarray(flat[name], dtype=np.float32)) for name, (flax, fn) in table.items()
+    }
 
 
 def metadata(arch: str) -> WeightMetadata:
