@@ -48,5 +48,6 @@ def pathogen(path: str | PurePath) -> str | None:
 
 
 def patient_of(path: str | PurePath) -> str:
-    """Patient id by the first rule that matches (OCT, chest), else the file stem."""
-    return oct_patient(path) or chest_patient(path) or PurePath(path).stem
+    """Patient id by the first rule that matches (chest, then OCT: ``IM-0041-0001`` also
+    fits the OCT pattern), else the file stem."""
+    return chest_patient(path) or oct_patient(path) or PurePath(path).stem

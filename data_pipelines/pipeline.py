@@ -107,9 +107,21 @@ def _assemble(ds: grain.MapDataset, *, local_batch: int, drop_remainder: bool, m
     options = grain.ReadOptions(num_threads=max(threads, 1), prefetch_buffer_size=max(2 * threads, 2))
     ids = ds.to_iter_dataset(options)
     if workers > 0:
+        _absl_flags_parsed()
         ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     ids = ids.map(lambda batch: to_global(batch, mesh))
     return iter(ids)
+
+
+def _absl_flags_parsed() -> None:
+    """Grain 0.2.18 reads absl flags when starting workers and raises UnparsedFlagAccessError
+    if nobody parsed them (grain issue 1355); our entry points use argparse."""
+    try:
+        from absl import flags
+    except ImportError:
+        return
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def _process_index_count() -> tuple[int, int]:
