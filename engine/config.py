@@ -38,6 +38,7 @@ class TrainConfig:
     # Data.
     dataset: str = "oct"
     data_dir: str | None = None
+    classes: tuple[str, ...] | None = None  # a subset of the data set's classes (binary tasks)
     val_fraction: float = 0.1  # patient-level validation split carved from train
     max_per_class: int | None = None  # the paper's "limited" runs: 1000
     drop_leaked: bool = False
@@ -74,7 +75,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.classes is not None:  # JSON gives lists back
+            object.__setattr__(self, "classes", tuple(self.classes))
         checks = [
+            (self.classes is None or len(self.classes) >= 2, "classes needs at least two names"),
             (self.transfer in TRANSFERS, f"transfer must be one of {TRANSFERS}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),

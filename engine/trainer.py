@@ -8,6 +8,7 @@ Restore order (STYLE.md lesson 12): the workdir's own latest checkpoint (a resum
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from pathlib import Path
@@ -37,6 +38,7 @@ from engine.progress import ProgressBar
 from engine.run_log import RunLog
 from engine.state import build_model, init_train_state
 from engine.steps import compute_dtype, make_forward, make_train_step
+from engine.tasks import restrict_classes
 from engine.validation import classification_metrics, gather_outputs
 from engine.workdir import Workdir
 from models.metadata import WeightMetadata
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # A workdir holding a checkpoint resumes only with the same values of these.
 RESUME_KEYS = ("model", "pretrained", "transfer", "finetune_stages", "in_channels", "input_size",
-               "dataset", "val_fraction", "max_per_class", "drop_leaked", "class_balanced_sampling",
+               "dataset", "classes", "val_fraction", "max_per_class", "drop_leaked", "class_balanced_sampling",
                "global_batch_size", "seed", "num_classes", "class_names", "optimizer")
 
 
@@ -89,6 +91,9 @@ def open_run_data(config: TrainConfig) -> RunData:
             raise
         log.warning("no validation split (%s): no best checkpoint will be chosen", err)
         val = None
+    if config.classes is not None:
+        train = restrict_classes(train, config.classes)
+        val = None if val is None else restrict_classes(val, config.classes)
     metadata = models.metadata_for(config.model, config.pretrained, num_classes=len(train.class_names),
                                    in_channels=config.in_channels)
     if config.input_size is not None:
@@ -115,8 +120,6 @@ def plan_steps(config: TrainConfig, examples: int, mesh: Mesh) -> tuple[int, int
 
 def resolved_config(config: TrainConfig, data: RunData, batch: int, total_steps: int) -> dict[str, Any]:
     """config.json: the TrainConfig plus what the data and the weights decided."""
-    import json
-
     return config.to_dict() | {
         "num_classes": len(data.class_names),
         "class_names": list(data.class_names),
@@ -130,6 +133,7 @@ def resolved_config(config: TrainConfig, data: RunData, batch: int, total_steps:
 
 def check_resumable(workdir: Workdir, new: dict[str, Any]) -> None:
     old = workdir.read_config()
+    new = json.loads(json.dumps(new, default=str))  # tuples -> lists, as config.json holds them
     differ = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in RESUME_KEYS if old.get(k) != new.get(k)]
     if differ:
         raise ValueError(
@@ -162,6 +166,8 @@ def evaluate_split(workdir: Workdir, config: TrainConfig, split: str, mesh: Mesh
     run = load_run(workdir, "best")
     source = open_dataset(config.dataset, data_dir=config.data_dir, split=split,
                           on_bad_image=config.on_bad_image)
+    if config.classes is not None:
+        source = restrict_classes(source, config.classes)
     cfg = PreprocessConfig.from_metadata(run.metadata, channels=config.in_channels)
     batches = make_eval_iterator(source, cfg, global_batch_size=config.eval_batch_size or config.batch_size,
                                  mesh=mesh, workers=config.workers)

@@ -1,0 +1,215 @@
+"""``python -m launch.train``: train (or resume) a classifier; see ``--help``.
+
+    python -m launch.train --dataset=oct --data_dir=DIR/OCT2017 --devices=8 --workdir=runs/oct
+    python -m launch.train --preset=oct_full --data_dir=DIR/OCT2017      # the paper's main model
+    python -m launch.train --demo                                        # the README's main job
+
+Flags override a preset's values; a ``--workdir`` that holds a checkpoint resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from launch.runtime import add_device_flags, setup_from_args
+
+HELP = {
+    "model": "architecture (models.list_models(): small_cnn, resnet18..152, inception_v3, efficientnet_lite0)",
+    "pretrained": "converted weight file (launch.convert) or registered tag, e.g. efficientnet_lite0.in1k",
+    "transfer": "linear_probe (the paper: frozen backbone, cached features), finetune, or scratch",
+    "finetune_stages": "finetune only the last N backbone stages (+ classifier); default: all",
+    "bn_mode": "BatchNorm statistics in trained stages: train (updated) or frozen",
+    "backbone_lr_scale": "finetune: backbone learning rate = lr * this",
+    "in_channels": "1: grey input (pretrained first conv summed over RGB: same maths, 3x less input work)",
+    "input_size": "input resolution (default: the weights' own)",
+    "model_kwargs": "JSON dict of extra model options, e.g. '{\"drop_rate\": 0.3}'",
+    "dataset": "oct, chest_xray, chest_xray_pathogen, chest_xray_3class, folder, oct_sample, synthetic",
+    "data_dir": "the unpacked archive (e.g. DIR/OCT2017 with train/ and test/)",
+    "classes": "comma-separated class subset, first = label 0 (e.g. NORMAL,CNV for a binary task)",
+    "val_fraction": "patient-level validation split carved from train",
+    "max_per_class": "at most N training images per class (the paper's limited model: 1000)",
+    "drop_leaked": "drop training images whose patient or file also appears in a later split",
+    "augment": "training augmentation (flip, small affine, brightness/contrast; the paper used none)",
+    "class_balanced_sampling": "oversample rare classes to balance every epoch",
+    "workers": "input worker processes (0: threads in this process)",
+    "on_bad_image": "error (stop, naming the file) or skip (log and leave it out)",
+    "steps": "optimizer steps (overrides --epochs)",
+    "epochs": "epochs over the training split (default 1 when --steps is not given)",
+    "batch_size": "global batch size over all devices and processes",
+    "eval_batch_size": "global batch size for evaluation (default: --batch_size)",
+    "optimizer": "adam, adamw or sgd (momentum --momentum)",
+    "lr": "peak learning rate (the classifier's when fine-tuning)",
+    "momentum": "sgd momentum",
+    "weight_decay": "on kernels only: decoupled for adamw, L2 for adam/sgd",
+    "schedule": "cosine (decay to 0) or constant, after --warmup_steps linear warm-up",
+    "warmup_steps": "linear warm-up steps",
+    "clip_norm": "clip gradients to this global norm",
+    "label_smoothing": "label smoothing of the cross-entropy",
+    "class_weighting": "none or balanced (loss weight N / (K n_k) per class)",
+    "dtype": "compute dtype: float32 or bfloat16 (parameters stay float32)",
+    "seed": "seed of initialisation, data order, dropout and the validation split",
+    "workdir": "run directory: config, checkpoints, metrics.jsonl, tb/ (resumes if it holds a checkpoint)",
+    "log_every": "steps between metric fetches, log rows and progress updates",
+    "eval_every": "steps between validations (default: once per epoch)",
+    "checkpoint_every": "steps between checkpoints (default: at each validation)",
+    "keep_checkpoints": "latest checkpoints kept",
+    "best_metric": "validation metric that picks the best checkpoint: accuracy, balanced_accuracy, loss",
+    "final_split": "split evaluated with the best checkpoint at the end ('none' to skip)",
+    "progress": "show the progress bar",
+}
+
+MISSING_DATA = """\
+--dataset={dataset} needs --data_dir: the full images are not bundled and nothing is downloaded
+at run time (an 80-image OCT sample is: --dataset=oct_sample, or --demo).
+
+Get "Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification"
+(Kermany, Zhang, Goldbaum 2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2
+(https://data.mendeley.com/datasets/rscbjbr9sj/2, licence CC BY 4.0), or its Kaggle copy
+"kermany2018" (https://www.kaggle.com/datasets/paultimothymooney/kermany2018). Unpack it and pass
+the folder that holds the splits:
+  {layout}
+"""
+LAYOUTS = {
+    "oct": "--data_dir=DIR/OCT2017 with DIR/OCT2017/{train,test[,val]}/{CNV,DME,DRUSEN,NORMAL}/*.jpeg",
+    "chest_xray": "--data_dir=DIR/chest_xray with DIR/chest_xray/{train,test[,val]}/{NORMAL,PNEUMONIA}/*.jpeg",
+}
+LAYOUTS["chest_xray_pathogen"] = LAYOUTS["chest_xray_3class"] = LAYOUTS["chest_xray"]
+
+
+def _flag_kwargs(annotation: Any) -> dict[str, Any]:
+    """argparse keyword arguments for a TrainConfig field annotation."""
+    hint = annotation
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is typing.Literal:
+        return {"type": str, "choices": typing.get_args(hint)}
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if hint in (int, float, str):
+        return {"type": hint}
+    if typing.get_origin(hint) is tuple:
+        return {"type": lambda text: tuple(s for s in text.split(",") if s)}
+    if typing.get_origin(hint) is dict:
+        return {"type": json.loads}
+    raise TypeError(f"no flag type for {annotation!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.config import TrainConfig
+    from engine.presets import preset_names
+
+    parser = argparse.ArgumentParser(prog="python -m launch.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=preset_names(), default=None,
+                        help="start from a named configuration (engine/presets.py documents each)")
+    parser.add_argument("--demo", action="store_true",
+                        help="the README's main job: --preset=demo with 8 simulated devices")
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("run configuration (engine.config.TrainConfig)")
+    for field in dataclasses.fields(TrainConfig):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        group.add_argument(f"--{field.name}", default=argparse.SUPPRESS,
+                           help=f"{HELP[field.name]} (default: {default})", **_flag_kwargs(hints[field.name]))
+    add_device_flags(parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """TrainConfig: defaults <- preset <- explicit flags."""
+    from engine.config import TrainConfig, field_names
+    from engine.presets import preset_config
+
+    explicit = {k: getattr(args, k) for k in field_names() if hasattr(args, k)}
+    if explicit.get("final_split") in ("none", ""):
+        explicit["final_split"] = None
+    preset = "demo" if args.demo and not args.preset else args.preset
+    if preset:
+        return preset_config(preset, **explicit)
+    return TrainConfig(**explicit)
+
+
+def missing_data_message(config) -> str | None:
+    if config.data_dir is None and config.dataset in LAYOUTS:
+        return MISSING_DATA.format(dataset=config.dataset, layout=LAYOUTS[config.dataset])
+    return None
+
+
+def print_summary(summary, config, elapsed: float) -> None:
+    root = summary.workdir
+    lines = [
+        "",
+        f"run: {root}  ({summary.step}/{summary.total_steps} steps, {elapsed:.0f} s"
+        + (f", resumed from step {summary.resumed_from}" if summary.resumed_from is not None else "") + ")",
+        f"  config        {root / 'config.json'}",
+        f"  metrics       {root / 'metrics.jsonl'}",
+        f"  TensorBoard   tensorboard --logdir {root / 'tb'}",
+        f"  checkpoints   {root / 'checkpoints' / 'latest'}  |  best (step {summary.best_step}): "
+        f"{root / 'checkpoints' / 'best'}",
+    ]
+    if summary.validation:
+        best = [v for v in summary.validation if v["is_best"]]
+        if best:
+            lines.append(f"  validation    best {config.best_metric} {best[-1][config.best_metric]:.4f} at step {best[-1]['step']}")
+    if summary.test:
+        lines.append(f"  {config.final_split:<13} accuracy {summary.test['accuracy']:.4f} "
+                     f"(balanced {summary.test['balanced_accuracy']:.4f}) on {int(summary.test['count'])} images")
+    if summary.stopped:
+        lines.append(f"  stopped early ({summary.stopped}); run the same command again to resume")
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.demo and args.devices is None:
+        args.devices = 8
+    try:
+        config = config_from_args(args)
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
+    message = missing_data_message(config)
+    if message:
+        print(f"launch.train: error: {message}", file=sys.stderr)
+        return 2
+    setup_from_args(args)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "jax", "orbax", "grain"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from data_pipelines.layout import DatasetLayoutError
+    from engine.loop import NonFiniteError
+    from engine.mesh import make_mesh
+    from engine.trainer import train
+    from models.weights_file import WeightFileError
+
+    mesh = make_mesh(args.devices)
+    print(f"training {config.model} ({config.transfer}) on {config.dataset} with {mesh.size} "
+          f"{mesh.devices.flat[0].platform} devices -> {config.workdir}", flush=True)
+    start = time.perf_counter()
+    try:
+        summary = train(config, mesh)
+    except NonFiniteError as err:
+        print(f"launch.train: error: {err}", file=sys.stderr)
+        return 3
+    except (DatasetLayoutError, FileNotFoundError, WeightFileError, ValueError) as err:
+        print(f"launch.train: error: {err}", file=sys.stderr)
+        if config.pretrained and str(config.pretrained) in str(err):
+            print("  ImageNet weights are converted once with `python -m launch.convert` "
+                  "(engine/presets.py shows the Inception-V3 command)", file=sys.stderr)
+        return 2
+    print_summary(summary, config, time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
