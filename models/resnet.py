@@ -19,6 +19,7 @@ max pool), ``stage1``..``stage4`` (strides 4, 8, 16, 32) and ``pre_logits`` (poo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -142,29 +143,39 @@ def build(arch: str, *, num_classes: int, in_channels: int, rngs: nnx.Rngs, **kw
 
 # ----------------------------------------------------------------------------- weight sets
 
-# Published ImageNet-1k weight sets per source (converted by models/convert/torch_resnet.py).
+@dataclasses.dataclass(frozen=True)
+class WeightSet:
+    """One upstream source's ImageNet-1k weights for this family, and how they were evaluated."""
+
+    tags: dict[str, str]  # arch -> the upstream tag of its default weights
+    interpolation: str
+    crop_fraction: float
+    source: str  # formatted with {arch} and {tag}
+    license: str
+
+
 # torchvision IMAGENET1K_V1: resize 256 -> crop 224 (0.875), bilinear, BSD-3-Clause.
-# (torchvision's IMAGENET1K_V2 sets evaluate at resize 232 -> crop 224; pass them with the
-# metadata edited if you use them.)
+# (Its IMAGENET1K_V2 sets evaluate at resize 232 -> crop 224: convert them with
+# ``launch.convert --crop_fraction 0.9655``.)
 # timm's default tags (``resnet{18,34,50}.a1_in1k``, ``resnet{101,152}.a1h_in1k``, the "ResNet
 # strikes back" recipe) use timm's ``_rcfg``: bicubic, crop_pct 0.95 at 224 (timm also lists
-# a test size of 288 at crop 1.0), Apache-2.0. Read from timm's resnet.py default_cfgs.
-WEIGHT_SETS: dict[str, dict[str, object]] = {
-    "torchvision": {
-        "tag": "tv_in1k",
-        "interpolation": "bilinear",
-        "crop_fraction": 0.875,
-        "source": "torchvision.models.{arch} IMAGENET1K_V1 "
-        "(https://download.pytorch.org/models/)",
-        "license": "BSD-3-Clause",
-    },
-    "timm": {
-        "tag": {"resnet101": "a1h_in1k", "resnet152": "a1h_in1k"},  # others: a1_in1k
-        "interpolation": "bicubic",
-        "crop_fraction": 0.95,
-        "source": "timm {arch}.{tag} (https://huggingface.co/timm)",
-        "license": "Apache-2.0",
-    },
+# a test size of 288 at crop 1.0), Apache-2.0. Read from timm's resnet.py ``default_cfgs``.
+WEIGHT_SETS: dict[str, WeightSet] = {
+    "torchvision": WeightSet(
+        tags={arch: "tv_in1k" for arch in VARIANTS},
+        interpolation="bilinear",
+        crop_fraction=0.875,
+        source="torchvision.models.{arch} IMAGENET1K_V1 (https://download.pytorch.org/models/)",
+        license="BSD-3-Clause",
+    ),
+    "timm": WeightSet(
+        tags={"resnet18": "a1_in1k", "resnet34": "a1_in1k", "resnet50": "a1_in1k",
+              "resnet101": "a1h_in1k", "resnet152": "a1h_in1k"},
+        interpolation="bicubic",
+        crop_fraction=0.95,
+        source="timm {arch}.{tag} (https://huggingface.co/timm)",
+        license="Apache-2.0",
+    ),
 }
 
 
@@ -174,21 +185,21 @@ def weight_metadata(arch: str, source: str, class_names: tuple[str, ...] = ()) -
         raise ValueError(f"unknown ResNet {arch!r}; known: {', '.join(VARIANTS)}")
     if source not in WEIGHT_SETS:
         raise ValueError(f"no ResNet weight set from {source!r}; known: {', '.join(WEIGHT_SETS)}")
-    entry = WEIGHT_SETS[source]
-    tag = entry["tag"] if isinstance(entry["tag"], str) else entry["tag"].get(arch, "a1_in1k")
+    weights = WEIGHT_SETS[source]
+    tag = weights.tags[arch]
     return WeightMetadata(
         arch=arch,
         tag=f"{arch}.{tag}",
         num_classes=1000,
         input_size=224,
-        crop_fraction=float(entry["crop_fraction"]),
-        interpolation=str(entry["interpolation"]),
+        crop_fraction=weights.crop_fraction,
+        interpolation=weights.interpolation,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         classifier_paths=("head",),
         first_conv_path="stem/conv",
-        source=str(entry["source"]).format(arch=arch, tag=tag),
-        license=str(entry["license"]),
+        source=weights.source.format(arch=arch, tag=tag),
+        license=weights.license,
         class_names=class_names,
     )
 
