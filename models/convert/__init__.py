@@ -49,7 +49,9 @@ def convert_file(source: str, arch: str, weights: str | Path) -> tuple[dict[str,
         raise WeightFileError(f"{weights}: cannot convert to {arch} from {source}: {e}") from e
     meta = mod.metadata(arch)
     # Prove the params fit the Flax model exactly before anyone writes them to disk.
-    model = models.create(arch, num_classes=meta.num_classes, in_channels=meta.in_channels)
+    model = models.create(
+        arch, num_classes=meta.num_classes, in_channels=meta.in_channels, **meta.model_kwargs
+    )
     try:
         load_flat_state(model, params, source=str(weights))
     except WeightMismatchError as e:

@@ -26,3 +26,12 @@ def linear_transpose(w: np.ndarray) -> np.ndarray:
 def identity(w: np.ndarray) -> np.ndarray:
     """Same layout in both frameworks (biases, BatchNorm scale/bias/mean/var)."""
     return np.asarray(w)
+
+
+def ones_like(w: np.ndarray) -> np.ndarray:
+    """A parameter the source leaves out because it is fixed at 1, shaped like a sibling.
+
+    Keras ``BatchNormalization(scale=False)`` (Keras Inception-V3) stores no gamma; the Flax
+    BatchNorm ``scale`` is then 1, built in the shape of the stored beta.
+    """
+    return np.ones_like(np.asarray(w))
