@@ -1,0 +1,263 @@
+"""Occlusion heatmap throughput: engine.occlusion vs a naive loop, MONAI, and the plain forward.
+
+    python -m launch.benchmark --what=occlusion --images=2 --model=resnet50 --size=224 \
+        --window=20 --stride=17 --max_batch=32
+
+Prints JSON lines (benchmarks.report.emit). All four methods run in the same process on the
+same random uint8 images and an untrained network of the same shape (throughput does not
+depend on the weights), interleaved over ``--rounds`` rounds (the machine is shared: a busy
+moment then slows every method), keeping each method's best round:
+- ``engine``: :func:`engine.occlusion.occlusion_sensitivity` over all N images in one call
+  (timed after a warm-up call on one image that compiles both programs);
+- ``naive``: one occluded image per jitted forward, occlusion made in numpy on the host, over
+  every window of ``--naive_images`` images;
+- ``monai``: ``monai.visualize.OcclusionSensitivity`` (one image per call, ``n_batch`` =
+  ``--max_batch``, fill 0.0) on MONAI's torch ResNet with torchvision's layout, with an
+  overlap chosen so that its windows are exactly ours (requires ``stride <= window`` and the
+  stride to divide ``size - window``; checked);
+- ``ceiling``: the same jitted softmax forward on full ``--max_batch`` batches, no occlusion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from benchmarks.report import emit, machine, timed
+
+MONAI_FAMILIES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
+                  "resnet50": ("bottleneck", (3, 4, 6, 3)), "resnet101": ("bottleneck", (3, 4, 23, 3))}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m launch.benchmark --what=occlusion",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=2, help="images per heatmap run (default 2)")
+    p.add_argument("--naive_images", type=int, default=1, help="images for the naive loop (default 1)")
+    p.add_argument("--model", default="resnet50", help="registered model name (default resnet50)")
+    p.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--channels", type=int, default=3, help="input channels (default 3)")
+    p.add_argument("--classes", type=int, default=4, help="output classes (default 4, as OCT)")
+    p.add_argument("--window", type=int, default=20, help="occluding box side (default 20)")
+    p.add_argument("--stride", type=int, default=17, help="window step (default 17: divides 224-20)")
+    p.add_argument("--max_batch", type=int, default=32, help="occluded copies per forward (default 32)")
+    p.add_argument("--fill", default="zero", choices=("zero", "mean", "blur"), help="box content")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="interleaved rounds of every method; the best of each is kept (default 2)")
+    p.add_argument("--skip", default="", help="comma list of peers not to run: naive,monai,ceiling")
+    return p
+
+
+def _progress(label: str):
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 5 or done == total:
+            last[0] = now
+            print(f"[{label}] {done}/{total} occluded forwards", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _jax_model(args):
+    import jax.numpy as jnp
+
+    import models
+    from engine import occlusion
+
+    model = models.create(args.model, num_classes=args.classes, in_channels=args.channels)
+    model_apply, state = occlusion.nnx_apply_fn(model)
+    mean = jnp.full((args.channels,), 0.5, jnp.float32)
+    std = jnp.full((args.channels,), 0.25, jnp.float32)
+
+    def apply_fn(variables, pixels):  # uint8-range floats -> logits, normalised on device
+        return model_apply(variables, (pixels / 255.0 - mean) / std)
+
+    return apply_fn, state
+
+
+@dataclasses.dataclass
+class Measure:
+    """Best rate of one method over the rounds (forwards/s and heatmaps/s)."""
+
+    forwards: int = 0
+    heatmaps: float = 0.0
+    best_seconds: float = float("inf")
+
+    def add(self, seconds: float, forwards: int, heatmaps: float) -> None:
+        if seconds / max(forwards, 1) < self.best_seconds / max(self.forwards, 1):
+            self.best_seconds, self.forwards, self.heatmaps = seconds, forwards, heatmaps
+
+    @property
+    def forwards_per_s(self) -> float:
+        return self.forwards / self.best_seconds
+
+    @property
+    def heatmaps_per_s(self) -> float:
+        return self.heatmaps / self.best_seconds
+
+
+def engine_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
+    """All N images in one occlusion_sensitivity call (compiled by a warm-up on one image)."""
+    from engine import occlusion
+
+    config = occlusion.OcclusionConfig(window=args.window, stride=args.stride, fill=args.fill,
+                                       max_batch=args.max_batch)
+    t = time.perf_counter()
+    occlusion.occlusion_sensitivity(apply_fn, state, images[:1], config=config)
+    print(f"[engine] warm-up on 1 image (compiles) {time.perf_counter() - t:.1f} s", file=sys.stderr)
+
+    def unit() -> tuple[float, int, float]:
+        t = time.perf_counter()
+        result = occlusion.occlusion_sensitivity(apply_fn, state, images, config=config,
+                                                 progress=_progress("engine"))
+        seconds = time.perf_counter() - t
+        assert result.drops.shape[0] * result.drops.shape[1] * result.drops.shape[2] == len(images) * windows
+        return seconds, len(images) * windows, float(len(images))
+
+    return unit
+
+
+def naive_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
+    """Every window of ``--naive_images`` images, one occluded image per jitted forward."""
+    import jax
+
+    from engine.occlusion import window_origins
+
+    forward = jax.jit(lambda v, x: jax.nn.softmax(apply_fn(v, x.astype("float32")), axis=-1))
+    origins = window_origins(args.size, args.window, args.stride)
+    subset = images[: args.naive_images]
+    np.asarray(forward(state, subset[:1]))  # compile
+
+    def unit() -> tuple[float, int, float]:
+        t = time.perf_counter()
+        forwards = 0
+        for image in subset:
+            base = np.asarray(forward(state, image[None]))[0]
+            target = int(np.argmax(base))
+            for y in origins:
+                for x in origins:
+                    copy = image.copy()
+                    copy[y : y + args.window, x : x + args.window] = 0
+                    _ = base[target] - np.asarray(forward(state, copy[None]))[0, target]
+                    forwards += 1
+            print(f"[naive] {forwards} occluded forwards", file=sys.stderr, flush=True)
+        return time.perf_counter() - t, forwards, float(len(subset))
+
+    return unit
+
+
+def ceiling_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
+    """Plain softmax forwards of full ``--max_batch`` batches (the program the engine uses)."""
+    from engine import occlusion
+    from engine.mesh import make_mesh
+
+    config = occlusion.OcclusionConfig(window=args.window, stride=args.stride, fill=args.fill,
+                                       max_batch=args.max_batch)
+    mesh = make_mesh()
+    batch = np.resize(images, (args.max_batch, *images.shape[1:]))
+    occlusion.unoccluded_probabilities(apply_fn, state, batch, config=config, mesh=mesh)  # compile
+
+    def unit() -> tuple[float, int, float]:
+        seconds = timed(lambda: occlusion.unoccluded_probabilities(apply_fn, state, batch, config=config,
+                                                                    mesh=mesh), repeat=2, warmup=0)
+        return seconds, len(batch), len(batch) / windows
+
+    return unit
+
+
+def monai_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
+    """MONAI OcclusionSensitivity, one call per image, torch ResNet of the same shape."""
+    del apply_fn, state
+    import torch
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+    from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
+    from monai.visualize import OcclusionSensitivity
+
+    kind, layers = MONAI_FAMILIES[args.model]
+    torch.manual_seed(0)
+    net = ResNet(ResNetBottleneck if kind == "bottleneck" else ResNetBlock, list(layers),
+                 [64, 128, 256, 512], spatial_dims=2, n_input_channels=args.channels, conv1_t_size=7,
+                 conv1_t_stride=2, shortcut_type="B", num_classes=args.classes,
+                 bias_downsample=False).eval()
+    overlap = 1.0 - (args.stride + 0.5) / args.window  # int(window * (1 - overlap)) == stride
+    shape = (args.size, args.size)
+    interval = _get_scan_interval(shape, (args.window,) * 2, 2, (overlap,) * 2)
+    monai_windows = len(dense_patch_slices(shape, (args.window,) * 2, interval))
+    if monai_windows != windows:
+        raise SystemExit(f"MONAI would use {monai_windows} windows per image, we use {windows}: choose a "
+                         "stride <= window that divides size - window, or --skip=monai")
+    occ = OcclusionSensitivity(net, mask_size=args.window, n_batch=args.max_batch, mode=0.0,
+                               overlap=overlap, verbose=False)
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - 0.5) / 0.25
+    print(f"[monai] torch threads: {torch.get_num_threads()}", file=sys.stderr)
+    with torch.no_grad():
+        net(x[:1])  # first-call allocations
+
+    def unit() -> tuple[float, int, float]:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # MONAI's indexing deprecation notices
+            t = time.perf_counter()
+            occ(x[:1])
+            seconds = time.perf_counter() - t
+        print(f"[monai] 1 image {seconds:.1f} s", file=sys.stderr, flush=True)
+        return seconds, windows, 1.0
+
+    return unit
+
+
+UNITS = {"engine": engine_unit, "ceiling": ceiling_unit, "naive": naive_unit, "monai": monai_unit}
+TARGETS = {"ceiling": ("plain batched forward (ceiling)", ">= 0.8 of it"),
+           "naive": ("naive loop, one occluded image per jitted forward", ">= 10x"),
+           "monai": ("MONAI OcclusionSensitivity, torch CPU", ">= 2x")}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    skip = {s for s in args.skip.split(",") if s}
+    if "monai" not in skip and (args.model not in MONAI_FAMILIES or args.fill != "zero"):
+        print(f"[monai] skipped: needs --fill=zero and one of {sorted(MONAI_FAMILIES)}", file=sys.stderr)
+        skip.add("monai")
+    from engine.occlusion import window_origins
+
+    windows = len(window_origins(args.size, args.window, args.stride)) ** 2
+    images = np.random.default_rng(0).integers(0, 256, (args.images, args.size, args.size, args.channels),
+                                               dtype=np.uint8)
+    setup = dict(model=args.model, size=args.size, channels=args.channels, window=args.window,
+                 stride=args.stride, fill=args.fill, max_batch=args.max_batch, images=args.images,
+                 windows_per_image=windows, rounds=args.rounds, **machine())
+    apply_fn, state = _jax_model(args)
+    names = [n for n in UNITS if n not in skip]
+    units = {n: UNITS[n](args, apply_fn, state, images, windows) for n in names}
+    measures = {n: Measure() for n in names}
+    for r in range(args.rounds):  # interleaved, so a busy moment of the shared CPU hits all methods
+        for n in names:
+            measures[n].add(*units[n]())
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+
+    ours = measures["engine"]
+    emit("occlusion/engine/heatmaps_per_s", ours.heatmaps_per_s, "heatmaps/s", **setup)
+    emit("occlusion/engine/occluded_forwards_per_s", ours.forwards_per_s, "forwards/s",
+         seconds=round(ours.best_seconds, 2))
+    for n in names[1:]:
+        m = measures[n]
+        vs, target = TARGETS[n]
+        emit(f"occlusion/{n}/occluded_forwards_per_s", m.forwards_per_s, "forwards/s",
+             seconds=round(m.best_seconds, 2), forwards=m.forwards)
+        if n != "ceiling":
+            emit(f"occlusion/{n}/heatmaps_per_s", m.heatmaps_per_s, "heatmaps/s")
+        emit(f"occlusion/engine_vs_{n}", ours.forwards_per_s / m.forwards_per_s, "x", vs=vs,
+             ratio=ours.forwards_per_s / m.forwards_per_s, target=target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
