@@ -87,21 +87,36 @@ def measure(arch: str, batch: int, repeat: int) -> dict[str, float]:
     }
 
 
+def _versus(value: float, anchor: float | None, label: str) -> dict[str, object]:
+    """``vs``/``ratio`` fields against an ANCHORS.md figure, or nothing when there is none."""
+    return {} if anchor is None else {"vs": f"ANCHORS.md {label}", "ratio": value / anchor}
+
+
 def _emit_family(arch: str, result: dict[str, float], batch: int) -> None:
     tags = {"model": arch, "input_size": int(result["input_size"]), "batch": batch}
-    emit(f"models/{arch}/compile", result["compile_s"], "s", init_s=round(result["init_s"], 3), **tags)
-    emit(f"models/{arch}/forward", result["images_per_s"], "images/s", **tags)
+    gflops, params = result["gflops_per_image"], result["params"]
     anchor_gflops, anchor_params = ANCHOR_COST.get(arch, (None, None))
+    params_label = f"{anchor_params / 1e6:.1f} M" if anchor_params else ""
     emit(
-        f"models/{arch}/params", result["params"], "params",
-        **({"vs": f"ANCHORS.md {anchor_params / 1e6:.1f} M",
-            "ratio": result["params"] / anchor_params} if anchor_params else {}),
+        f"models/{arch}/compile",
+        result["compile_s"],
+        "s",
+        init_s=round(result["init_s"], 3),
+        **tags,
+    )
+    emit(f"models/{arch}/forward", result["images_per_s"], "images/s", **tags)
+    emit(
+        f"models/{arch}/params",
+        params,
+        "params",
+        **_versus(params, anchor_params, params_label),
         **tags,
     )
     emit(
-        f"models/{arch}/flops", result["gflops_per_image"], "GFLOPs/image",
-        **({"vs": f"ANCHORS.md {anchor_gflops} GFLOPs",
-            "ratio": result["gflops_per_image"] / anchor_gflops} if anchor_gflops else {}),
+        f"models/{arch}/flops",
+        gflops,
+        "GFLOPs/image",
+        **_versus(gflops, anchor_gflops, f"{anchor_gflops} GFLOPs"),
         **tags,
     )
 
@@ -113,12 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         "(XLA cost analysis) at the model's default input size, on the first JAX device.",
     )
     parser.add_argument(
-        "--families", nargs="+", metavar="NAME",
+        "--families",
+        nargs="+",
+        metavar="NAME",
         help="registered model names to measure (default: every registered model)",
     )
     parser.add_argument("--batch", type=int, default=8, help="images per forward call (default 8)")
-    parser.add_argument("--repeat", type=int, default=5,
-                        help="timed forward calls after one warm-up; the best counts (default 5)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="timed forward calls after one warm-up; the best counts (default 5)",
+    )
     args = parser.parse_args(argv)
     if args.batch < 1 or args.repeat < 1:
         parser.error("--batch and --repeat must be positive")
@@ -127,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.families:
         unknown = [name for name in args.families if name not in registered]
         if unknown:
-            parser.error(f"not registered: {', '.join(unknown)}; registered: {', '.join(registered)}")
+            parser.error(
+                f"not registered: {', '.join(unknown)}; registered: {', '.join(registered)}"
+            )
         families = list(args.families)
     else:
         families = registered
@@ -139,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     emit("models/machine", info["device_count"], "devices", **info)
     for i, arch in enumerate(families, 1):
-        print(f"[models] {i}/{len(families)} {arch}: build, compile, time ...", file=sys.stderr, flush=True)
+        print(
+            f"[models] {i}/{len(families)} {arch}: build, compile, time ...",
+            file=sys.stderr,
+            flush=True,
+        )
         _emit_family(arch, measure(arch, args.batch, args.repeat), args.batch)
     return 0
 

@@ -88,7 +88,7 @@ class ResNet(nnx.Module):
 
     def __init__(
         self,
-        block: type[BasicBlock] | type[Bottleneck],
+        block: type[BasicBlock | Bottleneck],
         blocks_per_stage: tuple[int, int, int, int],
         *,
         num_classes: int = 1000,
@@ -124,7 +124,7 @@ class ResNet(nnx.Module):
 
 # ----------------------------------------------------------------------------- variants
 
-VARIANTS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
+VARIANTS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int]]] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
     "resnet50": (Bottleneck, (3, 4, 6, 3)),
@@ -142,6 +142,7 @@ def build(arch: str, *, num_classes: int, in_channels: int, rngs: nnx.Rngs, **kw
 
 
 # ----------------------------------------------------------------------------- weight sets
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightSet:
@@ -169,8 +170,13 @@ WEIGHT_SETS: dict[str, WeightSet] = {
         license="BSD-3-Clause",
     ),
     "timm": WeightSet(
-        tags={"resnet18": "a1_in1k", "resnet34": "a1_in1k", "resnet50": "a1_in1k",
-              "resnet101": "a1h_in1k", "resnet152": "a1h_in1k"},
+        tags={
+            "resnet18": "a1_in1k",
+            "resnet34": "a1_in1k",
+            "resnet50": "a1_in1k",
+            "resnet101": "a1h_in1k",
+            "resnet152": "a1h_in1k",
+        },
         interpolation="bicubic",
         crop_fraction=0.95,
         source="timm {arch}.{tag} (https://huggingface.co/timm)",

@@ -51,7 +51,9 @@ def name_map(arch: str) -> dict[str, tuple[str, Transform]]:
             torch_block, flax_block = f"layer{s}.{b}", f"stage{s}/{b}"
             for c in range(1, convs_per_block + 1):
                 table.update(
-                    _conv_bn(f"{torch_block}.conv{c}", f"{torch_block}.bn{c}", f"{flax_block}/conv{c}")
+                    _conv_bn(
+                        f"{torch_block}.conv{c}", f"{torch_block}.bn{c}", f"{flax_block}/conv{c}"
+                    )
                 )
             out = width * block.expansion
             if b == 0 and (stride != 1 or features != out):
@@ -68,18 +70,25 @@ def name_map(arch: str) -> dict[str, tuple[str, Transform]]:
     return table
 
 
-def convert(flat: Mapping[str, np.ndarray], arch: str, source: str = "torchvision") -> dict[str, np.ndarray]:
+def convert(
+    flat: Mapping[str, np.ndarray], arch: str, source: str = "torchvision"
+) -> dict[str, np.ndarray]:
     """Flat torch state dict of ``arch`` -> flat Flax params (KeyError on a missing tensor)."""
     del source  # torchvision and timm share the names
     table = name_map(arch)
     unused = sorted(k for k in flat if k not in table and not k.endswith(_IGNORED_SUFFIXES))
     if unused:
-        shown = ", ".join(unused[:8]) + (f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else "")
+        shown = ", ".join(unused[:8]) + (
+            f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else ""
+        )
         raise ValueError(
             f"{len(unused)} tensors that {arch} does not have ({shown}): the file is for "
             "another architecture"
         )
-    return {flax_name: transform(flat[torch_name]) for torch_name, (flax_name, transform) in table.items()}
+    return {
+        flax_name: transform(flat[torch_name])
+        for torch_name, (flax_name, transform) in table.items()
+    }
 
 
 def metadata(arch: str, source: str = "torchvision") -> WeightMetadata:

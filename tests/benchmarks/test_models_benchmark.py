@@ -18,8 +18,12 @@ def test_small_cnn_rows(capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     by_name = {row["name"]: row for row in rows}
     assert by_name["models/machine"]["device_count"] == jax.device_count()
-    for what, unit in [("compile", "s"), ("forward", "images/s"), ("params", "params"),
-                       ("flops", "GFLOPs/image")]:
+    for what, unit in [
+        ("compile", "s"),
+        ("forward", "images/s"),
+        ("params", "params"),
+        ("flops", "GFLOPs/image"),
+    ]:
         row = by_name[f"models/small_cnn/{what}"]
         assert row["unit"] == unit and row["value"] > 0, row
         assert (row["input_size"], row["batch"]) == (64, 2)

@@ -59,7 +59,10 @@ def test_extras_strides_and_widths():
     assert logits.shape == (1, 5)
     assert extras["stem"].shape == (1, 33, 33, 64)
     assert [extras[f"stage{i}"].shape[1:] for i in range(1, 5)] == [
-        (17, 17, 64), (9, 9, 128), (5, 5, 256), (3, 3, 512)
+        (17, 17, 64),
+        (9, 9, 128),
+        (5, 5, 256),
+        (3, 3, 512),
     ]
     assert extras["pre_logits"].shape == (1, net.num_features) == (1, 512)
 
@@ -89,11 +92,18 @@ def test_convert_refuses_tensors_the_arch_lacks():
 def test_metadata_per_source():
     tv = torch_resnet.metadata("resnet50", "torchvision")
     assert (tv.tag, tv.interpolation, tv.crop_fraction, tv.input_size) == (
-        "resnet50.tv_in1k", "bilinear", 0.875, 224
+        "resnet50.tv_in1k",
+        "bilinear",
+        0.875,
+        224,
     )
     assert tv.license == "BSD-3-Clause" and tv.mean == (0.485, 0.456, 0.406)
     timm = torch_resnet.metadata("resnet101", "timm")
-    assert (timm.tag, timm.interpolation, timm.crop_fraction) == ("resnet101.a1h_in1k", "bicubic", 0.95)
+    assert (timm.tag, timm.interpolation, timm.crop_fraction) == (
+        "resnet101.a1h_in1k",
+        "bicubic",
+        0.95,
+    )
     assert torch_resnet.metadata("resnet18", "timm").tag == "resnet18.a1_in1k"
     assert len(tv.class_names) == 1000 and tv.class_names[0].startswith("tench")
     assert tv.classifier_paths == ("head",) and tv.first_conv_path == "stem/conv"
@@ -109,8 +119,15 @@ def _monai_resnet(arch: str, seed: int):
     torch.manual_seed(seed)
     block = ResNetBottleneck if arch == "resnet50" else ResNetBlock
     net = ResNet(
-        block, list(MONAI_LAYERS[arch]), [64, 128, 256, 512], spatial_dims=2, n_input_channels=3,
-        conv1_t_size=7, conv1_t_stride=2, shortcut_type="B", num_classes=1000,
+        block,
+        list(MONAI_LAYERS[arch]),
+        [64, 128, 256, 512],
+        spatial_dims=2,
+        n_input_channels=3,
+        conv1_t_size=7,
+        conv1_t_stride=2,
+        shortcut_type="B",
+        num_classes=1000,
         bias_downsample=False,
     )
     gen = torch.Generator().manual_seed(seed + 1)
@@ -129,13 +146,19 @@ def _torch_features(net, x_nhwc: np.ndarray) -> tuple[np.ndarray, dict[str, np.n
     import torch
 
     feats: dict[str, np.ndarray] = {}
-    taps = {"stem": net.act, **{f"stage{i}": getattr(net, f"layer{i}") for i in range(1, 5)},
-            "pre_logits": net.avgpool}
+    taps = {
+        "stem": net.act,
+        **{f"stage{i}": getattr(net, f"layer{i}") for i in range(1, 5)},
+        "pre_logits": net.avgpool,
+    }
 
     def hook(name):
         def record(_module, _inputs, output):
             out = output.detach().clone().numpy()
-            feats[name] = out.reshape(out.shape[0], -1) if name == "pre_logits" else out.transpose(0, 2, 3, 1)
+            feats[name] = (
+                out.reshape(out.shape[0], -1) if name == "pre_logits" else out.transpose(0, 2, 3, 1)
+            )
+
         return record
 
     handles = [module.register_forward_hook(hook(name)) for name, module in taps.items()]
