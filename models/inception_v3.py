@@ -41,6 +41,7 @@ by its TF-slim name (``mixed_5b`` .. ``mixed_7c``), ``stage1`` (= ``mixed_5d``, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -76,8 +77,16 @@ def _conv_bn(
         pad = "VALID"
     else:
         raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
-    return ConvBN(in_features, out_features, (kh, kw), stride=stride, padding=pad,
-                  epsilon=BN_EPSILON, momentum=BN_MOMENTUM, rngs=rngs)
+    return ConvBN(
+        in_features,
+        out_features,
+        (kh, kw),
+        stride=stride,
+        padding=pad,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        rngs=rngs,
+    )
 
 
 def _avg_pool_3x3(x: jax.Array, count_include_pad: bool) -> jax.Array:
@@ -120,8 +129,9 @@ class InceptionA(nnx.Module):
         (("branch_pool",),),
     )
 
-    def __init__(self, in_features: int, pool_features: int, *, count_include_pad: bool,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, in_features: int, pool_features: int, *, count_include_pad: bool, rngs: nnx.Rngs
+    ):
         conv = functools.partial(_conv_bn, rngs=rngs)
         self.branch1x1 = conv(in_features, 64, 1)
         self.branch5x5_1 = conv(in_features, 48, 1)
@@ -180,8 +190,9 @@ class InceptionC(nnx.Module):
         (("branch_pool",),),
     )
 
-    def __init__(self, in_features: int, channels_7x7: int, *, count_include_pad: bool,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, in_features: int, channels_7x7: int, *, count_include_pad: bool, rngs: nnx.Rngs
+    ):
         conv = functools.partial(_conv_bn, rngs=rngs)
         c7 = channels_7x7
         self.branch1x1 = conv(in_features, 192, 1)
@@ -199,8 +210,12 @@ class InceptionC(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d7 = self.branch7x7dbl_1(x)
-        for conv in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                     self.branch7x7dbl_5):
+        for conv in (
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             d7 = conv(d7)
         pool = self.branch_pool(_avg_pool_3x3(x, self.count_include_pad))
         return jnp.concatenate([self.branch1x1(x), b7, d7, pool], axis=-1)
@@ -290,8 +305,15 @@ class AuxHead(nnx.Module):
         x = self.conv0(nnx.avg_pool(x, window, (3, 3), "VALID"))
         short_h, short_w = max(0, 5 - x.shape[1]), max(0, 5 - x.shape[2])
         if short_h or short_w:
-            x = jnp.pad(x, ((0, 0), (short_h // 2, short_h - short_h // 2),
-                            (short_w // 2, short_w - short_w // 2), (0, 0)))
+            x = jnp.pad(
+                x,
+                (
+                    (0, 0),
+                    (short_h // 2, short_h - short_h // 2),
+                    (short_w // 2, short_w - short_w // 2),
+                    (0, 0),
+                ),
+            )
         return self.fc(global_avg_pool(self.conv1(x)))
 
 
@@ -302,8 +324,13 @@ class AuxHead(nnx.Module):
 # The converters walk this table to name every tensor.
 STAGE_BLOCKS: dict[str, tuple[tuple[str, type[nnx.Module]], ...]] = {
     "stage1": (("mixed_5b", InceptionA), ("mixed_5c", InceptionA), ("mixed_5d", InceptionA)),
-    "stage2": (("mixed_6a", InceptionB), ("mixed_6b", InceptionC), ("mixed_6c", InceptionC),
-               ("mixed_6d", InceptionC), ("mixed_6e", InceptionC)),
+    "stage2": (
+        ("mixed_6a", InceptionB),
+        ("mixed_6b", InceptionC),
+        ("mixed_6c", InceptionC),
+        ("mixed_6d", InceptionC),
+        ("mixed_6e", InceptionC),
+    ),
     "stage3": (("mixed_7a", InceptionD), ("mixed_7b", InceptionE), ("mixed_7c", InceptionE)),
 }
 STEM_CONVS = ("conv_1a", "conv_2a", "conv_2b", "conv_3b", "conv_4a")
@@ -393,6 +420,27 @@ def inception_v3(*, num_classes: int, in_channels: int, rngs: nnx.Rngs, **kwargs
 FIRST_CONV_PATH = "stem/conv_1a/conv"
 AUX_CLASSIFIER_PATH = "aux_head/fc"
 
+
+@dataclasses.dataclass(frozen=True)
+class WeightSet:
+    """One upstream source's ImageNet-1k Inception-V3 weights and how they are evaluated."""
+
+    tag: str
+    crop_fraction: float
+    interpolation: str
+    avg_pool_count_include_pad: bool  # the pooling rule the weights were trained with
+    aux_logits: bool  # whether the converted file keeps the auxiliary head
+    source: str
+    license: str
+
+    @property
+    def model_kwargs(self) -> dict[str, bool]:
+        return {
+            "avg_pool_count_include_pad": self.avg_pool_count_include_pad,
+            "aux_logits": self.aux_logits,
+        }
+
+
 # Published ImageNet-1k weight sets, per converter source. All use Inception scaling (mean =
 # std = 0.5) and 299-px inputs; they differ in the average-pool padding rule they were trained
 # with, in whether the auxiliary head is kept, and in evaluation crop and interpolation.
@@ -402,36 +450,40 @@ AUX_CLASSIFIER_PATH = "aux_head/fc"
 #   by ``transform_input=True``, which renormalises to mean = std = 0.5 (folded in here).
 #   The file holds the auxiliary head (``AuxLogits``), which is kept.
 # - timm ``inception_v3.tv_in1k`` (the same tensors): crop 0.875, bicubic, Inception mean/std.
-#   timm's ``tf_in1k``/``tf_adv_in1k`` have no auxiliary head; ``gluon_in1k`` expects the
-#   ImageNet mean/std: edit the metadata for it. Auxiliary tensors are dropped for timm.
-WEIGHT_SETS: dict[str, dict[str, object]] = {
-    "keras": {
-        "tag": "keras_in1k",
-        "crop_fraction": 0.875,
-        "interpolation": "bilinear",
-        "model_kwargs": {"avg_pool_count_include_pad": False, "aux_logits": False},
-        "source": "keras.applications.InceptionV3 weights='imagenet' "
+#   Auxiliary tensors are dropped for timm (its ``tf_in1k``/``tf_adv_in1k`` have none).
+#   ``gluon_in1k`` expects the ImageNet mean/std: convert it with ``launch.convert
+#   --mean=0.485,0.456,0.406 --std=0.229,0.224,0.225``.
+WEIGHT_SETS: dict[str, WeightSet] = {
+    "keras": WeightSet(
+        tag="keras_in1k",
+        crop_fraction=0.875,
+        interpolation="bilinear",
+        avg_pool_count_include_pad=False,
+        aux_logits=False,
+        source="keras.applications.InceptionV3 weights='imagenet' "
         "(inception_v3_weights_tf_dim_ordering_tf_kernels.h5, "
         "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/)",
-        "license": "Apache-2.0 (Keras; ported from the TF-slim Inception-V3 checkpoint)",
-    },
-    "torchvision": {
-        "tag": "tv_in1k",
-        "crop_fraction": 299 / 342,
-        "interpolation": "bilinear",
-        "model_kwargs": {"avg_pool_count_include_pad": True, "aux_logits": True},
-        "source": "torchvision.models.inception_v3 IMAGENET1K_V1 "
+        license="Apache-2.0 (Keras; ported from the TF-slim Inception-V3 checkpoint)",
+    ),
+    "torchvision": WeightSet(
+        tag="tv_in1k",
+        crop_fraction=299 / 342,
+        interpolation="bilinear",
+        avg_pool_count_include_pad=True,
+        aux_logits=True,
+        source="torchvision.models.inception_v3 IMAGENET1K_V1 "
         "(inception_v3_google-0cc3c7bd.pth, https://download.pytorch.org/models/)",
-        "license": "BSD-3-Clause",
-    },
-    "timm": {
-        "tag": "tv_in1k",
-        "crop_fraction": 0.875,
-        "interpolation": "bicubic",
-        "model_kwargs": {"avg_pool_count_include_pad": True, "aux_logits": False},
-        "source": "timm inception_v3.tv_in1k (https://huggingface.co/timm/inception_v3.tv_in1k)",
-        "license": "Apache-2.0",
-    },
+        license="BSD-3-Clause",
+    ),
+    "timm": WeightSet(
+        tag="tv_in1k",
+        crop_fraction=0.875,
+        interpolation="bicubic",
+        avg_pool_count_include_pad=True,
+        aux_logits=False,
+        source="timm inception_v3.tv_in1k (https://huggingface.co/timm/inception_v3.tv_in1k)",
+        license="Apache-2.0",
+    ),
 }
 
 
@@ -441,18 +493,16 @@ def weight_metadata(source: str, class_names: tuple[str, ...] = ()) -> WeightMet
         raise ValueError(
             f"no Inception-V3 weight set from {source!r}; known: {', '.join(WEIGHT_SETS)}"
         )
-    entry = WEIGHT_SETS[source]
-    model_kwargs = dict(entry["model_kwargs"])
-    classifier_paths = ("head", AUX_CLASSIFIER_PATH) if model_kwargs["aux_logits"] else ("head",)
+    weights = WEIGHT_SETS[source]
     return DEFAULT_METADATA.replace(
-        tag=f"inception_v3.{entry['tag']}",
-        crop_fraction=float(entry["crop_fraction"]),
-        interpolation=str(entry["interpolation"]),
-        classifier_paths=classifier_paths,
-        source=str(entry["source"]),
-        license=str(entry["license"]),
+        tag=f"inception_v3.{weights.tag}",
+        crop_fraction=weights.crop_fraction,
+        interpolation=weights.interpolation,
+        classifier_paths=("head", AUX_CLASSIFIER_PATH) if weights.aux_logits else ("head",),
+        source=weights.source,
+        license=weights.license,
         class_names=class_names,
-        model_kwargs=model_kwargs,
+        model_kwargs=weights.model_kwargs,
     )
 
 

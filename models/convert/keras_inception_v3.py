@@ -79,7 +79,7 @@ def read(path: str | Path) -> dict[str, np.ndarray]:
         ) from e
     try:
         with h5py.File(path, "r") as h5:
-            root = h5["model_weights"] if "model_weights" in h5 else h5
+            root = h5.get("model_weights", h5)
             if "layer_names" in root.attrs:
                 flat = _read_legacy(root)
             elif "layers" in root:
@@ -146,7 +146,9 @@ def _read_keras3(layers) -> dict[str, np.ndarray]:
         match = _NUMBERED.fullmatch(layer_name)
         kind, index = match["kind"], int(match["index"] or 0)
         values = [np.asarray(variables[str(j)]) for j in range(len(variables))]
-        names = _KERAS3_VAR_NAMES.get(kind, {}).get(len(values), tuple(map(str, range(len(values)))))
+        names = _KERAS3_VAR_NAMES.get(kind, {}).get(
+            len(values), tuple(map(str, range(len(values))))
+        )
         for name, value in zip(names, values, strict=True):
             flat[f"{kind}/{index}/{name}"] = value
     return flat
@@ -202,7 +204,9 @@ def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
     used = {key for key, _ in table.values()}
     unused = sorted(k for k in flat if k not in used)
     if unused:
-        shown = ", ".join(unused[:8]) + (f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else "")
+        shown = ", ".join(unused[:8]) + (
+            f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else ""
+        )
         raise ValueError(
             f"{len(unused)} Keras tensors that {arch} does not have ({shown}): the file is for "
             "another architecture"

@@ -76,31 +76,42 @@ def name_map(arch: str, source: str = "torchvision") -> dict[str, tuple[str, Tra
                 for parallel in branch:
                     for conv in parallel:
                         table.update(_basic_conv(f"{torch_block}.{conv}", f"{stage}/{i}/{conv}"))
-    if inception_v3.WEIGHT_SETS[source]["model_kwargs"]["aux_logits"]:
+    if inception_v3.WEIGHT_SETS[source].aux_logits:
         table.update(_basic_conv("AuxLogits.conv0", "aux_head/conv0"))
         table.update(_basic_conv("AuxLogits.conv1", "aux_head/conv1"))
-        table["AuxLogits.fc.weight"] = (f"{inception_v3.AUX_CLASSIFIER_PATH}/kernel", linear_transpose)
+        table["AuxLogits.fc.weight"] = (
+            f"{inception_v3.AUX_CLASSIFIER_PATH}/kernel",
+            linear_transpose,
+        )
         table["AuxLogits.fc.bias"] = (f"{inception_v3.AUX_CLASSIFIER_PATH}/bias", identity)
     table["fc.weight"] = ("head/kernel", linear_transpose)
     table["fc.bias"] = ("head/bias", identity)
     return table
 
 
-def convert(flat: Mapping[str, np.ndarray], arch: str, source: str = "torchvision") -> dict[str, np.ndarray]:
+def convert(
+    flat: Mapping[str, np.ndarray], arch: str, source: str = "torchvision"
+) -> dict[str, np.ndarray]:
     """Flat torch state dict -> flat Flax params (see the module docstring for the rules)."""
     table = name_map(arch, source)
     dropped = () if any(k.startswith(_AUX_PREFIX) for k in table) else (_AUX_PREFIX,)
     unused = sorted(
-        k for k in flat
+        k
+        for k in flat
         if k not in table and not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(dropped)
     )
     if unused:
-        shown = ", ".join(unused[:8]) + (f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else "")
+        shown = ", ".join(unused[:8]) + (
+            f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else ""
+        )
         raise ValueError(
             f"{len(unused)} tensors that {arch} does not have ({shown}): the file is for "
             "another architecture"
         )
-    return {flax_name: transform(flat[torch_name]) for torch_name, (flax_name, transform) in table.items()}
+    return {
+        flax_name: transform(flat[torch_name])
+        for torch_name, (flax_name, transform) in table.items()
+    }
 
 
 def metadata(arch: str, source: str = "torchvision") -> WeightMetadata:

@@ -149,8 +149,19 @@ class InceptionAux(nn.Module):
 class Inception3(nn.Module):
     """torchvision's ``Inception3`` (``transform_input=False``; dropout omitted: eval only)."""
 
-    BLOCKS = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
-              "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
+    BLOCKS = (
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+        "Mixed_7a",
+        "Mixed_7b",
+        "Mixed_7c",
+    )
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = True):
         super().__init__()

@@ -21,6 +21,7 @@ import pytest
 from flax import nnx
 
 import models
+from launch import convert as convert_cli
 from models import inception_v3, weights_file
 from models.convert import convert_file, keras_inception_v3, torch_inception_v3
 from models.loading import WEIGHT_TYPES, load_flat_state, path_to_key
@@ -66,6 +67,7 @@ def test_registered_metadata_points_at_real_parameters():
         assert ("aux_head/fc" in wmeta.classifier_paths) == wmeta.model_kwargs["aux_logits"]
 
 
+@pytest.mark.slow  # the first concrete Inception-V3 of the process: ~100 XLA compiles
 def test_smallest_input_and_aux_head_in_train_mode():
     net = models.create("inception_v3", num_classes=3, aux_logits=True, rngs=nnx.Rngs(0))
     net.train()
@@ -85,13 +87,16 @@ def test_smallest_input_and_aux_head_in_train_mode():
 
 def test_grey_input_adapts_first_conv(tmp_path):
     net = models.create("inception_v3", rngs=nnx.Rngs(1))
-    path = weights_file.save(tmp_path / "w.npz", models.flat_state(net),
-                             inception_v3.weight_metadata("keras"))
+    path = weights_file.save(
+        tmp_path / "w.npz", models.flat_state(net), inception_v3.weight_metadata("keras")
+    )
     grey = models.create("inception_v3", pretrained=path, in_channels=1, num_classes=4)
     assert grey.stem.conv_1a.conv.kernel.shape == (3, 3, 1, 32)
-    np.testing.assert_allclose(grey.stem.conv_1a.conv.kernel[...],
-                               net.stem.conv_1a.conv.kernel[...].sum(axis=2, keepdims=True),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        grey.stem.conv_1a.conv.kernel[...],
+        net.stem.conv_1a.conv.kernel[...].sum(axis=2, keepdims=True),
+        rtol=1e-6,
+    )
     assert grey.head.kernel.shape == (2048, 4)
 
 
@@ -133,8 +138,13 @@ def keras_reference(tmp_path_factory) -> KerasReference:
     for layer in net.layers:  # BatchNorm: random beta, moving mean and variance
         if isinstance(layer, keras.layers.BatchNormalization):
             beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.normal(0, 0.2, beta.shape), rng.normal(0, 0.2, mean.shape),
-                               rng.uniform(0.5, 2.0, var.shape)])
+            layer.set_weights(
+                [
+                    rng.normal(0, 0.2, beta.shape),
+                    rng.normal(0, 0.2, mean.shape),
+                    rng.uniform(0.5, 2.0, var.shape),
+                ]
+            )
         elif isinstance(layer, keras.layers.Dense):
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape)])
@@ -176,14 +186,18 @@ def test_keras_layer_order_is_replayed(keras_reference):
 @pytest.mark.foreign
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["legacy", "keras3"])
-def test_keras_parity(keras_reference, layout, tmp_path):
+def test_keras_parity(keras_reference, layout, tmp_path, capsys):
+    """Converted with ``python -m launch.convert``, loaded with ``create(pretrained=...)``."""
     ref = keras_reference
     h5 = ref.legacy_h5 if layout == "legacy" else ref.keras3_h5
-    params, meta = convert_file("keras", "inception_v3", h5)
+    out = tmp_path / "inception_v3_keras.npz"
+    argv = ["--source=keras", "--arch=inception_v3", f"--weights={h5}", f"--out={out}"]
+    assert convert_cli.main(argv) == 0
+    assert "inception_v3.keras_in1k" in capsys.readouterr().out
+    _, meta = weights_file.load(out)
     assert meta.model_kwargs == {"avg_pool_count_include_pad": False, "aux_logits": False}
-    assert meta.tag == "inception_v3.keras_in1k" and len(meta.class_names) == 1000
-    # Through the project's own weight file and create(pretrained=...), as users load it.
-    net = models.create("inception_v3", pretrained=weights_file.save(tmp_path / "w.npz", params, meta))
+    assert len(meta.class_names) == 1000 and meta.first_conv_path == "stem/conv_1a/conv"
+    net = models.create("inception_v3", pretrained=out)
     net.eval()
     logits, extras = net(ref.x)
     errors = {name: rel_err(extras[name], ref.outputs[name]) for name in (*MIXED, "pre_logits")}
@@ -217,13 +231,15 @@ def wrong_keras_files(tmp_path_factory) -> dict[str, Path]:
     from keras.src.legacy.saving import legacy_h5_format
 
     out = tmp_path_factory.mktemp("keras_wrong")
-    small = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(8, 3),
-        keras.layers.BatchNormalization(),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(10),
-    ])
+    small = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(8, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
     files = {"other_legacy": out / "small.h5", "other_keras3": out / "small.weights.h5"}
     with h5py.File(files["other_legacy"], "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, small)
@@ -244,8 +260,8 @@ def wrong_keras_files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.foreign
 @pytest.mark.parametrize(
-    "which", ["other_legacy", "other_keras3", "truncated", "not_hdf5", "empty", "missing",
-              "plain_hdf5"]
+    "which",
+    ["other_legacy", "other_keras3", "truncated", "not_hdf5", "empty", "missing", "plain_hdf5"],
 )
 def test_bad_keras_files_refused(wrong_keras_files, which):
     path = wrong_keras_files[which]
@@ -322,7 +338,9 @@ def test_timm_source_drops_aux_and_agrees(torch_reference, tmp_path):
 
     # Without AuxLogits: timm converts it, torchvision (whose files always have it) refuses.
     no_aux = tmp_path / "no_aux.pth"
-    torch.save({k: v for k, v in ref.state_dict().items() if not k.startswith("AuxLogits.")}, no_aux)
+    torch.save(
+        {k: v for k, v in ref.state_dict().items() if not k.startswith("AuxLogits.")}, no_aux
+    )
     assert set(convert_file("timm", "inception_v3", no_aux)[0]) == set(timm)
     with pytest.raises(models.WeightFileError, match=r"no_aux\.pth.*AuxLogits"):
         convert_file("torchvision", "inception_v3", no_aux)
