@@ -166,7 +166,7 @@ def make_probe_step(
             "loss": loss,
             "correct": correct_count(logits, labels, mask),
             "count": jnp.sum(mask.astype(jnp.float32)),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "lr": jnp.asarray(schedule(state.step), jnp.float32),
         }
         return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),

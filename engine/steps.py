@@ -80,7 +80,7 @@ def make_train_step(
             "loss": loss,
             "correct": correct_count(logits, labels, mask),
             "count": jnp.sum(mask.astype(jnp.float32)),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "lr": jnp.asarray(schedule(state.step), jnp.float32),
         }
         new_state = TrainState(step=state.step + 1, params=params, frozen=state.frozen,

@@ -192,9 +192,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.trainer import train
     from models.weights_file import WeightFileError
 
+    import jax
+
+    lead = jax.process_index() == 0
     mesh = make_mesh(args.devices)
-    print(f"training {config.model} ({config.transfer}) on {config.dataset} with {mesh.size} "
-          f"{mesh.devices.flat[0].platform} devices -> {config.workdir}", flush=True)
+    if lead:
+            print(f"training {config.model} ({config.transfer}) on {config.dataset} with {mesh.size} "
+              f"{mesh.devices.flat[0].platform} devices in {jax.process_count()} process(es) -> "
+              f"{config.workdir}", flush=True)
     start = time.perf_counter()
     try:
         summary = train(config, mesh)
@@ -207,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  ImageNet weights are converted once with `python -m launch.convert` "
                   "(engine/presets.py shows the Inception-V3 command)", file=sys.stderr)
         return 2
-    print_summary(summary, config, time.perf_counter() - start)
+    if lead:
+        print_summary(summary, config, time.perf_counter() - start)
     return 0
 
 

@@ -1,0 +1,101 @@
+"""Whole runs through engine.trainer on the bundled OCT sample with 8 simulated devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.inference import load_run
+from engine.mesh import make_mesh
+from engine.preemption import StopRequest
+from engine.run_log import read_metrics
+from engine.state import build_model
+from engine.trainer import train
+from engine.workdir import Workdir
+
+
+class StopAfterSteps(StopRequest):
+    """Asks to stop at the ``steps``-th check (the loop checks once per step)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.left = steps
+
+    @property
+    def requested(self) -> bool:
+        self.left -= 1
+        if self.left <= 0:
+            self.reason = "test"
+        return self.left <= 0
+
+
+def _latest_variables(workdir: str):
+    run = load_run(workdir, "latest")
+    from models.loading import flat_state
+
+    return run.step, flat_state(run.model)
+
+
+@pytest.mark.slow
+def test_two_steps_end_to_end(tiny_config):
+    mesh = make_mesh(8)
+    config = tiny_config.replace(steps=2, final_split="test")
+    summary = train(config, mesh)
+    wd = Workdir(config.workdir)
+    assert summary.step == 2 and summary.stopped is None
+    config_json = wd.read_config()
+    assert config_json["class_names"] == ["CNV", "DME", "DRUSEN", "NORMAL"]
+    assert config_json["metadata"]["input_size"] == 32 and config_json["in_channels"] == 1
+    assert (wd.versions_path).is_file() and list(wd.tb_dir.glob("events.out.tfevents.*"))
+    assert wd.checkpoint_steps("latest") == [2] and wd.checkpoint_steps("best") == [2]
+    rows = read_metrics(wd)
+    assert {r.get("split") for r in rows} >= {"train", "val", "test"}
+    assert summary.test["count"] == 32  # every test image once
+    run = load_run(config.workdir)
+    assert run.step == 2 and run.class_names == ("CNV", "DME", "DRUSEN", "NORMAL")
+
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_config):
+    """Stopped after 3 of 6 steps, resumed: bitwise the parameters of a run never stopped."""
+    mesh = make_mesh(8)
+    straight = tiny_config.replace(steps=6, eval_every=3, schedule="cosine",
+                                   workdir=tiny_config.workdir + "_straight")
+    interrupted = straight.replace(workdir=tiny_config.workdir + "_interrupted")
+    train(straight, mesh)
+    first = train(interrupted, mesh, stop=StopAfterSteps(3))
+    assert first.stopped == "test" and first.step == 3
+    assert Workdir(interrupted.workdir).checkpoint_steps("latest")[-1] == 3
+    second = train(interrupted, mesh)
+    assert second.resumed_from == 3 and second.step == 6
+    step_a, a = _latest_variables(straight.workdir)
+    step_b, b = _latest_variables(interrupted.workdir)
+    assert step_a == step_b == 6 and a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_linear_probe_computes_features_once(tiny_config):
+    """Features are computed once per image, reused across epochs and by a resumed run."""
+    mesh = make_mesh(8)
+    config = tiny_config.replace(transfer="linear_probe", steps=5, eval_every=5)  # 36 train images, batch 16
+    train(config, mesh)
+    events = [r for r in read_metrics(Workdir(config.workdir)) if r.get("event") == "features"]
+    assert [(e["split"], e["computed"], e["cached"]) for e in events] == [("train", 36, 0), ("val", 12, 0)]
+    summary = train(config.replace(steps=8), mesh)
+    assert summary.resumed_from == 5 and summary.step == 8
+    events = [r for r in read_metrics(Workdir(config.workdir)) if r.get("event") == "features"][2:]
+    assert [(e["split"], e["computed"], e["cached"]) for e in events] == [("train", 0, 36), ("val", 0, 12)]
+    # Only the classifier trained: the checkpoint's backbone is the initial one, its head is not.
+    trained = load_run(config.workdir, "latest").model
+    initial = build_model(config, 4)
+    np.testing.assert_array_equal(trained.stem.conv.kernel[...], initial.stem.conv.kernel[...])
+    np.testing.assert_array_equal(trained.stem.bn.mean[...], initial.stem.bn.mean[...])
+    assert not np.allclose(trained.head.kernel[...], initial.head.kernel[...])
+
+
+def test_resume_refuses_a_different_run(tiny_config):
+    mesh = make_mesh(8)
+    train(tiny_config.replace(steps=1, eval_every=1), mesh)
+    with pytest.raises(ValueError, match="different run.*seed"):
+        train(tiny_config.replace(steps=2, seed=5), mesh)
