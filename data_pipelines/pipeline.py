@@ -95,20 +95,22 @@ class _EvalPosition(grain.transforms.Map):
 
 def _assemble(ds: grain.MapDataset, *, local_batch: int, drop_remainder: bool, mesh: Mesh,
               workers: int, threads: int | None) -> grain.DatasetIterator:
-    """Shared tail: batch, read batches in threads (optionally in worker processes), place.
+    """Shared tail: read in threads or worker processes, batch, place on the mesh.
 
-    Batching happens on the MapDataset, so batch ``k`` is always positions ``k*b..k*b+b-1``:
-    worker processes take whole batches round-robin and give the same batches as threads.
+    Batch ``k`` is always positions ``k*b .. k*b+b-1``. Threads (``workers=0``) read single
+    examples, so all threads stay busy up to the last batch; worker processes take whole
+    batches round-robin (batching happens before the hand-off), which gives the same batches.
     """
     threads = threads if threads is not None else min(16, os.cpu_count() or 1)
     if workers > 0:
-        threads = 1  # per worker process
-    ds = ds.batch(local_batch, drop_remainder=drop_remainder)
-    options = grain.ReadOptions(num_threads=max(threads, 1), prefetch_buffer_size=max(2 * threads, 2))
-    ids = ds.to_iter_dataset(options)
-    if workers > 0:
+        ds = ds.batch(local_batch, drop_remainder=drop_remainder)
+        ids = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
         _absl_flags_parsed()
         ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    else:
+        options = grain.ReadOptions(num_threads=max(threads, 1),
+                                    prefetch_buffer_size=max(2 * local_batch, 4 * threads))
+        ids = ds.to_iter_dataset(options).batch(local_batch, drop_remainder=drop_remainder)
     ids = ids.map(lambda batch: to_global(batch, mesh))
     return iter(ids)
 

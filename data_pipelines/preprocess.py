@@ -32,6 +32,7 @@ RESAMPLE = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_GREY_MODES = ("L", "LA", "1", "F", *_SIXTEEN_BIT_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,8 +196,11 @@ def load_image(image: ImageInput, cfg: PreprocessConfig, rng: np.random.Generato
     """
     img = decode(image, min_short_side=cfg.resize_size, grey=cfg.channels == 1,
                  draft=cfg.draft, name=name)
+    # A grey picture stays grey through the resize (a third of the work for RGB output) and
+    # is replicated to three channels at the end: the same pixels as converting first.
+    grey_source = img.mode in _GREY_MODES
     try:
-        img = to_channels(img, cfg.channels)
+        img = to_channels(img, 1 if grey_source else cfg.channels)
     except (OSError, ValueError) as err:
         raise BadImageError(describe(image, name), f"cannot convert mode {img.mode} ({err})") from None
     if cfg.augment:
@@ -208,6 +212,8 @@ def load_image(image: ImageInput, cfg: PreprocessConfig, rng: np.random.Generato
         array = np.asarray(img.resize((cfg.input_size,) * 2, RESAMPLE[cfg.interpolation], box=box))
     if array.ndim == 2:
         array = array[:, :, None]
+    if cfg.channels == 3 and array.shape[-1] == 1:
+        return np.repeat(array, 3, axis=-1)
     if cfg.channels == 3 and cfg.channel_order == "BGR":
         array = array[:, :, ::-1]
     return np.ascontiguousarray(array)

@@ -72,7 +72,6 @@ class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
     """Shared builder: the split folders of the manual dir -> ArrayRecord, pre-resized."""
 
     VERSION = tfds.core.Version(VERSION)
-    BUILDER_CONFIGS = [PreparedConfig(name=f"short{DEFAULT_SHORT_SIDE}")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Unpack the Kermany et al. archive (Mendeley Data doi:10.17632/rscbjbr9sj.2, or the "
         "Kaggle re-split) and pass its folder as --manual_dir."
