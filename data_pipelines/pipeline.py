@@ -35,10 +35,10 @@ from data_pipelines.splits import class_balanced_order
 log = logging.getLogger(__name__)
 
 
-class _ReadExample(grain.transforms.RandomMap):
+class _ReadExample(grain.transforms.Map):
     """Source position -> ``{"image", "label", "mask", "index"}``; -1 gives a padding example.
 
-    A class (not a closure) so that worker processes can unpickle it.
+    Classes (not closures) so that worker processes can unpickle them.
     """
 
     def __init__(self, source: ImageSource, cfg: PreprocessConfig):
@@ -54,14 +54,14 @@ class _ReadExample(grain.transforms.RandomMap):
             "index": np.int32(-1),
         }
 
-    def random_map(self, index: Any, rng: np.random.Generator) -> dict[str, Any]:
+    def read(self, index: Any, rng: np.random.Generator | None) -> dict[str, Any]:
         index = int(index)
         if index < 0:
             return self._padding()
         element = self.source[index]
         pixels = element.get("image_bytes", element.get("image", element["path"]))
         try:
-            image = load_image(pixels, self.cfg, rng if self.cfg.augment else None, name=element["path"])
+            image = load_image(pixels, self.cfg, rng, name=element["path"])
         except BadImageError as err:
             if self.on_bad_image != "skip":
                 raise
@@ -73,6 +73,25 @@ class _ReadExample(grain.transforms.RandomMap):
             "mask": np.True_,
             "index": np.int32(index),
         }
+
+    def map(self, index: Any) -> dict[str, Any]:
+        return self.read(index, None)
+
+
+class _ReadAugmentedExample(grain.transforms.RandomMap):
+    """``_ReadExample`` with Grain's per-position generator for the augmentation."""
+
+    def __init__(self, source: ImageSource, cfg: PreprocessConfig):
+        self.reader = _ReadExample(source, cfg)
+
+    def random_map(self, index: Any, rng: np.random.Generator) -> dict[str, Any]:
+        return self.reader.read(index, rng)
+
+
+def _read(ds: grain.MapDataset, source: ImageSource, cfg: PreprocessConfig) -> grain.MapDataset:
+    if cfg.augment:
+        return ds.random_map(_ReadAugmentedExample(source, cfg))
+    return ds.map(_ReadExample(source, cfg))
 
 
 class _EvalPosition(grain.transforms.Map):
@@ -158,7 +177,7 @@ def make_train_iterator(source: ImageSource, cfg: PreprocessConfig, *, global_ba
         )
     ds = ds.seed(seed).shuffle().repeat(None)
     ds = ds[process_index::process_count]
-    ds = ds.random_map(_ReadExample(source, cfg))
+    ds = _read(ds, source, cfg)
     return _assemble(ds, local_batch=local_batch, drop_remainder=True, mesh=mesh,
                      workers=workers, threads=threads)
 
@@ -180,6 +199,6 @@ def make_eval_iterator(source: ImageSource, cfg: PreprocessConfig, *, global_bat
     steps = eval_steps(len(source), global_batch_size)
     ds = grain.MapDataset.range(steps * local_batch)
     ds = ds.map(_EvalPosition(len(source), global_batch_size, local_batch, process_index))
-    ds = ds.seed(0).random_map(_ReadExample(source, cfg.replace(augment=False)))
+    ds = _read(ds, source, cfg.replace(augment=False))
     return _assemble(ds, local_batch=local_batch, drop_remainder=False, mesh=mesh,
                      workers=workers, threads=threads)

@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from data_pipelines.integrity import BadImageError, check_on_bad_image, report_skipped
-from data_pipelines.prepared import BUILDS, RECORDS_FILE
+from data_pipelines.prepared import RECORDS_FILE
 from data_pipelines.preprocess import decode, to_channels
 from data_pipelines.records import ImageSource
 

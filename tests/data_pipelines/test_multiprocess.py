@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 READER = Path(__file__).with_name("two_process_reader.py")
 REPO = Path(__file__).resolve().parents[2]

@@ -123,3 +123,13 @@ def test_synthetic_written_equals_in_memory(tmp_path):
         assert record.lesion_box == expected.lesion_box
         assert record.patient == expected.patient and record.label == expected.label
         assert np.array_equal(np.asarray(Image.open(record.path)), element["image"])
+
+
+def test_archive_roots_are_found_below_data_dir(make_tree, sample_files, tmp_path):
+    # The Kaggle OCT archive unpacks to "OCT2017 " (trailing space); Mendeley's to CellData/OCT.
+    for i, prefix in enumerate(("OCT2017 ", "ZhangLabData/CellData/OCT")):
+        parent = make_tree({f"{prefix}/{s}/{c}/{files[0].name}": files[0]
+                            for c, files in sample_files.items() for s in ("train", "test")},
+                           tmp_path / f"archive{i}")
+        src = open_dataset("oct", data_dir=parent, split="test")
+        assert len(src) == 4 and prefix.strip() in src.root
