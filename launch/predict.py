@@ -9,6 +9,16 @@ metadata's interpolation, centre crop ``input_size``, RGB (or grey for 1-channel
 ``(x / 255 - mean) / std``. The CSV has the columns ``path,rank,class_index,class_name,
 probability``, one row per image and rank. Images that cannot be read are reported by name,
 the others are still classified, and the exit status is 1 if any failed.
+
+``--workdir`` applies a trained run instead (``launch.train --workdir``; best checkpoint):
+
+    python -m launch.predict --workdir=runs/oct --out=pred.csv --heatmaps=maps scans/ more/*.jpeg
+
+Arguments may then be files, folders (searched recursively) or globs. Each image gets the
+run's class, its probabilities and, for OCT runs, the paper's referral decision (CNV/DME
+urgent, DRUSEN routine, NORMAL observation); the CSV has the columns ``path,patient,label,
+prediction,p_<class>...,referral``. ``--heatmaps[=DIR]`` also writes the occlusion test's
+heatmaps, overlays and gallery (``launch.occlusion`` defaults: window 20, stride 4, black box).
 """
 
 from __future__ import annotations
@@ -161,10 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a weight file from launch.convert, or a registered tag such as "
         "efficientnet_lite0.in1k; its own head and preprocessing are used",
     )
+    mode.add_argument(
+        "--workdir",
+        help="a training run directory (launch.train --workdir): its classes, probabilities and "
+        "referral decision per image",
+    )
+    p.add_argument("--heatmaps", nargs="?", const="heatmaps", default=None, metavar="DIR",
+                   help="with --workdir: also write occlusion heatmaps into DIR (default ./heatmaps)")
     p.add_argument("--arch", help="refuse weights for any other architecture (optional check)")
     p.add_argument("--top_k", type=int, default=5, help="classes per image (default 5)")
     p.add_argument("--out", type=Path, help="write the predictions to this CSV")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                   help="image files (with --workdir also folders and globs)")
     return p
 
 
@@ -172,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import models
 
     args = build_parser().parse_args(argv)
+    if args.workdir is not None:
+        return predict_workdir(args)
     if args.top_k < 1:
         print("launch.predict: error: --top_k must be >= 1", file=sys.stderr)
         return 2
@@ -190,6 +210,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in errors:
         print(f"launch.predict: error: {line}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def predict_workdir(args: argparse.Namespace) -> int:
+    """``--workdir`` mode: the run's classes, probabilities, referral (and heatmaps) per image."""
+    from data_pipelines.preprocess import PreprocessConfig
+    from engine import heatmaps, inference, occlusion, report
+    from engine.mesh import make_mesh
+    from launch import image_inputs
+
+    try:
+        trained = inference.load_run(args.workdir)
+        files = image_inputs.collect_files([str(p) for p in args.images])
+    except (FileNotFoundError, ValueError) as e:
+        print(f"launch.predict: error: {e}", file=sys.stderr)
+        return 1
+    meta, names = trained.metadata, trained.class_names
+    cfg = PreprocessConfig.from_metadata(meta, channels=trained.config.get("in_channels", meta.in_channels))
+    loaded = image_inputs.load_files(files, cfg)
+    if loaded.paths:
+        apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
+        config = occlusion.OcclusionConfig(max_batch=BATCH_SIZE * 4)
+        mesh = make_mesh()
+        probs = occlusion.unoccluded_probabilities(apply_fn, state, loaded.images, config=config, mesh=mesh)
+        labels = image_inputs.labels_from_folders(loaded.paths, names, strict=False)
+        rows = report.prediction_rows(loaded.paths, None, labels, probs, names)
+        for row, p in zip(rows, probs):
+            referral = f", referral: {row['referral']}" if row["referral"] else ""
+            print(f"{row['path']}: {row['prediction']} ({100 * p.max():.1f}%){referral}  "
+                  + " ".join(f"{n}={100 * q:.1f}%" for n, q in zip(names, p)))
+        if args.out is not None:
+            report.write_csv(args.out, rows)
+            print(f"wrote {args.out} ({len(rows)} images)")
+        if args.heatmaps is not None:
+            result = occlusion.occlusion_sensitivity(apply_fn, state, loaded.images, config=config, mesh=mesh)
+            heatmaps.write_study(args.heatmaps, result, loaded.images, loaded.paths, names, config,
+                                 labels=labels, provenance={"workdir": str(args.workdir)})
+            print(f"wrote heatmaps of {len(loaded.paths)} images to {args.heatmaps}")
+    for line in loaded.errors:
+        print(f"launch.predict: error: {line}", file=sys.stderr)
+    return 1 if loaded.errors or not loaded.paths else 0
 
 
 if __name__ == "__main__":
