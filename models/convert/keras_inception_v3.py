@@ -198,7 +198,8 @@ def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
     """Flat Keras tensors (from :func:`read`) -> flat Flax params.
 
     KeyError on a tensor the table expects but ``flat`` lacks; ValueError on tensors the
-    table does not use (a gamma, conv biases, extra layers: another architecture).
+    table does not use (a gamma, conv biases, extra layers: another architecture) and on a
+    file without the classifier (``include_top=False``).
     """
     table = name_map(arch)
     used = {key for key, _ in table.values()}
@@ -210,6 +211,11 @@ def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
         raise ValueError(
             f"{len(unused)} Keras tensors that {arch} does not have ({shown}): the file is for "
             "another architecture"
+        )
+    if "dense/0/kernel" not in flat and "conv2d/93/kernel" in flat:
+        raise ValueError(
+            "no classifier (Dense 'predictions' layer): an include_top=False ('notop') file; "
+            "convert the full ImageNet file (inception_v3_weights_tf_dim_ordering_tf_kernels.h5)"
         )
     return {flax_path: transform(flat[key]) for flax_path, (key, transform) in table.items()}
 

@@ -223,6 +223,20 @@ def test_keras_layouts_convert_identically_and_pad_rule_matters(keras_reference)
     assert rel_err(extras["mixed_5b"], keras_reference.outputs["mixed_5b"]) > 100 * TOL
 
 
+@pytest.mark.foreign
+@pytest.mark.slow
+def test_keras_notop_file_refused_with_reason(keras_reference, tmp_path):
+    import h5py
+
+    notop = tmp_path / "inception_v3_notop.h5"
+    notop.write_bytes(keras_reference.legacy_h5.read_bytes())
+    with h5py.File(notop, "r+") as f:  # what include_top=False writes: no 'predictions' layer
+        f.attrs["layer_names"] = [n for n in f.attrs["layer_names"] if n != "predictions"]
+        del f["predictions"]
+    with pytest.raises(models.WeightFileError, match=r"inception_v3_notop\.h5.*include_top=False"):
+        convert_file("keras", "inception_v3", notop)
+
+
 @pytest.fixture(scope="module")
 def wrong_keras_files(tmp_path_factory) -> dict[str, Path]:
     """A small Keras CNN in both layouts, and damaged files."""
