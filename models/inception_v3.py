@@ -9,7 +9,8 @@ a linear classifier; optionally torchvision's auxiliary classifier on the 17x17 
 Keras ``.h5`` and torchvision/timm state dicts convert into it
 (``models/convert/keras_inception_v3.py``, ``models/convert/torch_inception_v3.py``).
 
-Numerical conventions (checked by ``tests/models/test_inception_v3.py`` against Keras 3):
+Numerical conventions (checked by ``tests/models/test_inception_v3.py`` against Keras 3 and
+a torch model with torchvision's names and forward pass):
 - Every convolution is conv (no bias) -> BatchNorm (epsilon 1e-3) -> ReLU. Keras builds its
   BatchNorm with ``scale=False`` (no gamma); its converter sets the Flax ``scale`` to 1.
   Momentum 0.9 in Flax's convention (= PyTorch ``momentum=0.1``); it matters only in training.
@@ -289,7 +290,7 @@ class AuxHead(nnx.Module):
     """torchvision's ``InceptionAux`` on the 17x17x768 features: a training-time regulariser.
 
     5x5/3 average pool -> 1x1 conv (128) -> 5x5 conv (768, valid) -> global average -> linear.
-    torchvision's head only runs on 299-px inputs (it needs a 17x17 map); here a map smaller
+    torchvision's head needs a map of at least 17x17 (inputs of 299 px); here a map smaller
     than 5x5 is pooled over its whole extent and the pooled map is zero-padded (centred) to
     5x5 before the 5x5 convolution, so the head also runs down to 75 px. At 299 px and above
     nothing is padded and the head equals torchvision's.
@@ -339,8 +340,9 @@ STEM_CONVS = ("conv_1a", "conv_2a", "conv_2b", "conv_3b", "conv_4a")
 class InceptionV3(nnx.Module):
     """Inception-V3; ``__call__(x) -> (logits, extras)`` (see the module docstring).
 
-    Options: ``aux_logits`` adds the auxiliary head (its logits in ``extras["aux_logits"]``;
-    computed on every call, so a jitted step that does not use them lets XLA drop them);
+    Options: ``aux_logits`` adds the auxiliary head (its logits in ``extras["aux_logits"]``,
+    computed on every call; in ``eval()`` mode a jitted function that ignores them lets XLA
+    drop them, in training its BatchNorm statistics update either way);
     ``avg_pool_count_include_pad`` (False: Keras/TF, True: torchvision/timm);
     ``dropout_rate`` before the classifier (torchvision trains with 0.5; off in ``eval()``).
     """
