@@ -1,0 +1,118 @@
+"""launch.evaluate, launch.occlusion and launch.predict --workdir on one tiny trained run.
+
+The run: small_cnn at 32 px trained for a few steps on a written synthetic set (planted
+lesions with boxes.json), so every command sees real checkpoints and real files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from data_pipelines.synthetic import write_synthetic
+from launch import evaluate, occlusion, predict, train
+
+PER_CLASS_TEST = 3  # 12 test images: a padded last batch at batch 8
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval_run")
+    data = write_synthetic(root / "data", per_class={"train": 8, "test": PER_CLASS_TEST})
+    workdir = root / "run"
+    code = train.main([
+        "--dataset=synthetic", f"--data_dir={data}", "--model=small_cnn", "--transfer=scratch",
+        "--in_channels=1", "--input_size=32", "--steps=6", "--batch_size=8", "--val_fraction=0.25",
+        "--eval_every=3", f"--workdir={workdir}", "--devices=8", "--no-progress", "--final_split=none",
+    ])
+    assert code == 0
+    return workdir, data
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow  # shares a trained run (~15-30 s to train on 2 cores)
+def test_evaluate_counts_every_image_once_whatever_the_device_count(trained_run, tmp_path, capsys):
+    workdir, data = trained_run
+    outs = {}
+    for devices in (8, 1):
+        out = tmp_path / f"d{devices}"
+        code = evaluate.main([f"--workdir={workdir}", f"--out={out}", f"--devices={devices}",
+                              "--batch_size=8", "--bootstrap=50"])
+        assert code == 0, capsys.readouterr().err
+        outs[devices] = out
+    doc = json.loads((outs[8] / "report.json").read_text())
+    n = 4 * PER_CLASS_TEST
+    assert doc["n_images"] == n and doc["provenance"]["images"] == n
+    assert doc["provenance"]["model"] == "small_cnn" and doc["provenance"]["split"] == "test"
+    assert "git_commit" in doc["provenance"] and doc["provenance"]["dataset"] == "synthetic"
+    for key in ("accuracy", "weighted_error", "urgent_referral/sensitivity", "urgent_referral/auc",
+                "per_class/DRUSEN/specificity"):
+        assert set(doc["metrics"][key]) == {"value", "ci95"}
+    rows8, rows1 = _read_csv(outs[8] / "predictions.csv"), _read_csv(outs[1] / "predictions.csv")
+    assert len(rows8) == n and len({r["path"] for r in rows8}) == n
+    assert sorted(r["path"] for r in rows8) == sorted(str(p) for p in (data / "test").rglob("*.png"))
+    for a, b in zip(rows8, rows1):
+        assert a["path"] == b["path"] and a["label"] == b["label"] and a["referral"] == b["referral"]
+        for c in ("CNV", "DME", "DRUSEN", "NORMAL"):
+            assert float(a[f"p_{c}"]) == pytest.approx(float(b[f"p_{c}"]), abs=1e-5)
+    page = (outs[8] / "report.html").read_text()
+    assert "paper, full model" in page and "<svg" in page
+
+
+def test_evaluate_reports_a_missing_run(tmp_path, capsys):
+    assert evaluate.main([f"--workdir={tmp_path}"]) == 1
+    assert "config.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # shares a trained run (~15-30 s to train on 2 cores)
+def test_occlusion_writes_heatmaps_overlays_and_lesion_check(trained_run, tmp_path, capsys):
+    workdir, data = trained_run
+    images = tmp_path / "images"
+    shutil.copytree(data / "test", images / "test")
+    shutil.copy(data / "boxes.json", images / "boxes.json")
+    (images / "test" / "CNV" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "occ"
+    code = occlusion.main([f"--workdir={workdir}", f"--images={images / 'test'}", "--window=8", "--stride=4",
+                           "--target=label", "--max_batch=64", f"--out={out}", "--devices=8"])
+    captured = capsys.readouterr()
+    assert code == 1 and "broken.png" in captured.err  # reported by name, the rest still done
+    n = 4 * PER_CLASS_TEST
+    with np.load(out / "heatmaps.npz", allow_pickle=False) as z:
+        assert z["drops"].shape == (n, 7, 7) and z["maps"].shape == (n, 32, 32)
+        assert z["probabilities"].shape == (n, 4)
+        np.testing.assert_array_equal(z["targets"], z["labels"])  # --target=label
+        assert not any("broken" in p for p in z["paths"])
+        assert (z["lesion_boxes"][:, 0] >= 0).sum() == 3 * PER_CLASS_TEST  # NORMAL has no lesion
+    assert len(list((out / "overlays").glob("*.png"))) == n
+    assert (out / "index.html").read_text().count("<img") == n
+    summary = json.loads((out / "summary.json").read_text())
+    check = summary["lesion_check"]
+    assert check["images_with_lesion"] == 3 * PER_CLASS_TEST
+    assert 0 <= check["overlap"]["hits"] <= check["images_with_lesion"]
+    assert "lesion check" in captured.out
+
+
+@pytest.mark.slow  # shares a trained run (~15-30 s to train on 2 cores)
+def test_predict_workdir_mode(trained_run, tmp_path, capsys):
+    workdir, data = trained_run
+    (tmp_path / "broken.jpeg").write_bytes(b"\xff\xd8\xffgarbage")
+    out = tmp_path / "pred.csv"
+    code = predict.main([f"--workdir={workdir}", str(data / "test" / "DME"), str(tmp_path / "broken.jpeg"),
+                         f"--out={out}", f"--heatmaps={tmp_path / 'maps'}"])
+    captured = capsys.readouterr()
+    assert code == 1 and "broken.jpeg" in captured.err
+    rows = _read_csv(out)
+    assert len(rows) == PER_CLASS_TEST and all(r["label"] == "DME" for r in rows)
+    for r in rows:
+        expected = {"CNV": "urgent", "DME": "urgent", "DRUSEN": "routine", "NORMAL": "observation"}
+        assert r["referral"] == expected[r["prediction"]]
+    with np.load(tmp_path / "maps" / "heatmaps.npz", allow_pickle=False) as z:
+        assert z["drops"].shape[0] == PER_CLASS_TEST
