@@ -10,7 +10,8 @@ images it touches are put on every device, the occluded copies are built on devi
 ``vmap`` over (image slot, window origin), sharded over the mesh's ``data`` axis, pushed
 through the model's batched forward (eval mode) and reduced to the target probability, so
 only ``max_batch`` floats per chunk come back to the host. Chunks are dispatched ahead of the
-host (two in flight), so hundreds of images go through one call with bounded memory.
+host (two in flight), so hundreds of images go through one call with bounded memory. The
+inputs are host arrays of this process: one process (any number of local devices).
 
 Conventions:
 - Window origins along an axis of length L are ``0, stride, ..., <= L - window``
@@ -230,6 +231,7 @@ def unoccluded_probabilities(
 ) -> np.ndarray:
     """``[N, K]`` softmax of the plain images, batched by ``max_batch`` over the mesh."""
     softmax, _ = _compiled(apply_fn, config, mesh)
+    variables = _place_replicated(variables, mesh)
     step = _round_to_devices(config.max_batch, mesh.size)  # fixed shape: compiled once per config
     out = []
     for start in range(0, len(images), step):
@@ -238,6 +240,12 @@ def unoccluded_probabilities(
         padded[: len(chunk)] = chunk
         out.append(np.asarray(softmax(variables, padded))[: len(chunk)])
     return np.concatenate(out)
+
+
+def _place_replicated(variables: Any, mesh: Mesh) -> Any:
+    """Put the model variables on every device once (no-op when already there), so that each
+    chunk's call does not copy them again."""
+    return jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
 
 
 def _round_to_devices(n: int, devices: int) -> int:
@@ -266,6 +274,7 @@ def occlusion_sensitivity(
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
     mesh = mesh if mesh is not None else _default_mesh()
+    variables = _place_replicated(variables, mesh)
     n, h, w, _ = images.shape
     ys, xs = window_origins(h, config.window, config.stride), window_origins(w, config.window, config.stride)
     probabilities = unoccluded_probabilities(apply_fn, variables, images, config=config, mesh=mesh)
