@@ -11,8 +11,10 @@ Per data set (every OCT and chest X-ray file of the shared sample, train + test)
 - ``torch_dataloader``: a PyTorch DataLoader (``--threads`` worker processes, persistent,
   started before timing) whose Dataset does the bare loop's decode + resize per file.
 All three run the same per-file work at ``--size`` px; ratios pipeline/bare (target >= 0.9)
-and pipeline/torch (target >= 1.0). Contenders are interleaved over ``--rounds`` rounds and
-the best round kept (the machine is shared with other jobs). Then, on the full-size normal
+and pipeline/torch (target >= 1.0); ``pipeline_prepared`` is the full pipeline reading a
+``launch.prepare`` build of the same files. Contenders are interleaved over ``--rounds``
+rounds (order rotated); ``value`` is the best round, ``ratio`` the median of the per-round
+ratios (neighbouring runs share the load of this shared machine). Then, on the full-size normal
 chest films, one thread: decode + resize + crop with reduced-size (draft) decoding vs full
 decoding (target >= 3x), both through ``load_image``.
 """
@@ -24,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -75,12 +78,13 @@ def _files(source) -> list[str]:
     return [r.path for r in source.records]
 
 
-def _all_splits(name: str, data_dir: Path):
+def _all_splits(name: str, data_dir: Path, repeat: int = 1):
+    """Train + test of one data set as one source, its records ``repeat`` times over."""
     from data_pipelines.sources import open_dataset
 
     train = open_dataset(name, data_dir=data_dir, split="train")
     test = open_dataset(name, data_dir=data_dir, split="test")
-    return train.replace_records(train.records + test.records)
+    return train.replace_records((train.records + test.records) * repeat)
 
 
 def run_pipeline(source, cfg, mesh, threads: int, batch: int) -> float:
@@ -119,18 +123,20 @@ def make_torch_loader(paths: list[str], size: int, channels: int, threads: int, 
     )
 
 
-def draft_speedup(paths: list[str], cfg, rounds: int) -> tuple[float, float]:
-    """images/s of ``load_image`` with and without reduced-size decoding, one thread."""
+def draft_speedup(paths: list[str], cfg, rounds: int) -> dict[str, list[float]]:
+    """images/s per round of ``load_image`` with and without reduced-size decoding, one thread."""
     from data_pipelines.preprocess import load_image
 
-    best = {True: 0.0, False: 0.0}
-    for _ in range(rounds):
-        for draft in (True, False):
+    def run(draft: bool) -> Callable[[], float]:
+        def timed_pass() -> float:
             start = time.perf_counter()
             for p in paths:
                 load_image(p, cfg.replace(draft=draft))
-            best[draft] = max(best[draft], len(paths) / (time.perf_counter() - start))
-    return best[True], best[False]
+            return len(paths) / (time.perf_counter() - start)
+
+        return timed_pass
+
+    return _interleaved({"draft_decode": run(True), "full_decode": run(False)}, rounds, "draft")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="output channels")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best kept)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="passes over the files per timed run (longer runs, less noise)")
     parser.add_argument("--datasets", nargs="*", default=["oct", "chest_xray"], help="data sets to time")
     parser.add_argument("--no_prepared", action="store_true",
                         help="skip timing the pipeline on a launch.prepare build (pre-resized images)")
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _prepared(name: str, data_dir: Path, short_side: int, scratch: Path):
+def _prepared(name: str, data_dir: Path, short_side: int, scratch: Path, repeat: int):
     """The same files through a launch.prepare build with shorter side ``short_side``."""
     import logging
 
@@ -174,48 +182,79 @@ def _prepared(name: str, data_dir: Path, short_side: int, scratch: Path):
     logging.getLogger("absl").setLevel(logging.WARNING)
     print(f"# {name}: preparing a TFDS build (shorter side {short_side})", file=sys.stderr)
     prepare(name, data_dir, scratch / name, short_side=short_side)
-    return _all_splits(name, scratch / name)
+    return _all_splits(name, scratch / name, repeat)
 
 
 def _time_datasets(args: argparse.Namespace, cfg, mesh, scratch: Path) -> None:
     for name in args.datasets:
-        source = _all_splits(name, args.data_dir)
+        source = _all_splits(name, args.data_dir, args.repeat)
         paths = _files(source)
         print(f"# {name}: {len(paths)} files, warming the page cache and the workers", file=sys.stderr)
         run_bare(paths, args.size, args.channels, args.threads)  # page cache
         loader = make_torch_loader(paths, args.size, args.channels, args.threads, args.batch)
         run_torch(loader, len(paths))  # starts the persistent workers
         run_pipeline(source, cfg, mesh, args.threads, args.batch)  # compiles nothing, warms imports
-        prepared = None if args.no_prepared else _prepared(name, args.data_dir, cfg.resize_size, scratch)
-        best = {"pipeline": 0.0, "bare_loop": 0.0, "torch_dataloader": 0.0, "prepared": 0.0}
-        for r in range(args.rounds):
-            best["pipeline"] = max(best["pipeline"], run_pipeline(source, cfg, mesh, args.threads, args.batch))
-            best["bare_loop"] = max(best["bare_loop"], run_bare(paths, args.size, args.channels, args.threads))
-            best["torch_dataloader"] = max(best["torch_dataloader"], run_torch(loader, len(paths)))
-            if prepared is not None:
-                best["prepared"] = max(best["prepared"], run_pipeline(prepared, cfg, mesh, args.threads, args.batch))
-            print(f"# {name} round {r + 1}/{args.rounds}: {best}", file=sys.stderr)
+        prepared = None if args.no_prepared else _prepared(name, args.data_dir, cfg.resize_size, scratch,
+                                                            args.repeat)
+        runs: dict[str, Callable[[], float]] = {
+            "pipeline": lambda: run_pipeline(source, cfg, mesh, args.threads, args.batch),
+            "bare_loop": lambda: run_bare(paths, args.size, args.channels, args.threads),
+            "torch_dataloader": lambda: run_torch(loader, len(paths)),
+        }
+        if prepared is not None:
+            runs["prepared"] = lambda: run_pipeline(prepared, cfg, mesh, args.threads, args.batch)
+        rates = _interleaved(runs, args.rounds, name)
         del loader
-        common = {"images": len(paths), "threads": args.threads, "size": args.size}
+        common = {"images": len(paths) // args.repeat, "repeat": args.repeat, "threads": args.threads,
+                  "size": args.size, "rounds": args.rounds}
+        best = {k: max(v) for k, v in rates.items()}
         emit(f"input/{name}/bare_loop", best["bare_loop"], "images/s", **common)
         emit(f"input/{name}/torch_dataloader", best["torch_dataloader"], "images/s", **common)
-        emit(f"input/{name}/pipeline", best["pipeline"], "images/s", vs="bare_loop",
-             ratio=best["pipeline"] / best["bare_loop"], target=0.9, **common)
-        emit(f"input/{name}/pipeline", best["pipeline"], "images/s", vs="torch_dataloader",
-             ratio=best["pipeline"] / best["torch_dataloader"], target=1.0, **common)
+        for peer, target in (("bare_loop", 0.9), ("torch_dataloader", 1.0)):
+            emit(f"input/{name}/pipeline", best["pipeline"], "images/s", vs=peer,
+                 ratio=_paired_ratio(rates["pipeline"], rates[peer]), target=target,
+                 ratio_of_best=round(best["pipeline"] / best[peer], 4), **common)
         if prepared is not None:
             emit(f"input/{name}/pipeline_prepared", best["prepared"], "images/s", vs="pipeline",
-                 ratio=best["prepared"] / best["pipeline"], short_side=cfg.resize_size, **common)
+                 ratio=_paired_ratio(rates["prepared"], rates["pipeline"]),
+                 short_side=cfg.resize_size, **common)
+
+
+def _interleaved(runs: dict[str, Callable[[], float]], rounds: int, label: str) -> dict[str, list[float]]:
+    """Every contender once per round, the order rotated each round; rates per round."""
+    rates: dict[str, list[float]] = {k: [] for k in runs}
+    names = list(runs)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            rates[k].append(runs[k]())
+        print(f"# {label} round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()),
+              file=sys.stderr)
+    return rates
+
+
+def _paired_ratio(ours: list[float], peer: list[float]) -> float:
+    """Median over rounds of the ratio within a round (neighbours share the machine's load)."""
+    return float(np.median(np.array(ours) / np.array(peer)))
 
 
 def _time_draft(args: argparse.Namespace, cfg) -> None:
+    """All normal films, then grouped by the DCT scale draft can use at this size (1/2, 1/4)."""
     films = sorted(str(p) for p in (args.data_dir / "chest_xray").glob("*/NORMAL/*.jpeg"))
-    if films:
-        print(f"# draft vs full decoding on {len(films)} normal chest films", file=sys.stderr)
-        fast, slow = draft_speedup(films, cfg, args.rounds)
-        emit("input/chest_films/full_decode", slow, "images/s", images=len(films), threads=1)
-        emit("input/chest_films/draft_decode", fast, "images/s", vs="full_decode", ratio=fast / slow,
-             target=3.0, images=len(films), threads=1)
+    if not films:
+        return
+    groups: dict[str, list[str]] = {"all": films}
+    for film in films:
+        scale = min(Image.open(film).size) // cfg.resize_size
+        denominator = 8 if scale >= 8 else 4 if scale >= 4 else 2 if scale >= 2 else 1
+        groups.setdefault(f"dct_1_{denominator}", []).append(film)
+    for group, paths in sorted(groups.items()):
+        print(f"# draft vs full decoding on {len(paths)} normal chest films ({group})", file=sys.stderr)
+        rates = draft_speedup(paths * args.repeat, cfg, args.rounds)
+        emit(f"input/chest_films/{group}/full_decode", max(rates["full_decode"]), "images/s",
+             images=len(paths), threads=1)
+        emit(f"input/chest_films/{group}/draft_decode", max(rates["draft_decode"]), "images/s",
+             vs="full_decode", ratio=_paired_ratio(rates["draft_decode"], rates["full_decode"]),
+             target=3.0, images=len(paths), threads=1)
 
 
 if __name__ == "__main__":
