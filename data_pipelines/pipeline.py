@@ -97,9 +97,10 @@ def _read(ds: grain.MapDataset, source: ImageSource, cfg: PreprocessConfig) -> g
 class _EvalPosition(grain.transforms.Map):
     """Padded per-process position -> source index (-1 past the end).
 
-    Global batch ``s`` holds source positions ``s*G .. s*G+G-1``; process ``p`` reads rows
-    ``p*b .. p*b+b-1`` of it (``b = G / process_count``), matching the rows that
-    ``make_array_from_process_local_data`` gives to that process's devices.
+    Global batch ``s`` holds source positions ``s*G .. s*G+G-1``; process ``p`` reads
+    ``s*G + p*b .. s*G + p*b+b-1`` of them (``b = G / process_count``). Which rows of the
+    global array they land in follows the mesh's device order; the ``index`` field travels
+    with each row, so every example is counted once either way.
     """
 
     def __init__(self, size: int, global_batch: int, local_batch: int, process_index: int):

@@ -98,9 +98,11 @@ class ImageSource:
         """A source over the records for which ``keep`` is true (same classes, same store)."""
         return self.replace_records([r for r in self.records if keep(r)], split=split)
 
-    def replace_records(self, records: Iterable[ExampleRecord], *, split: str | None = None) -> ImageSource:
+    def replace_records(self, records: Iterable[ExampleRecord], *, split: str | None = None,
+                        name: str | None = None) -> ImageSource:
+        """The same source (classes, store, policy) over other records."""
         return ImageSource(
-            self.name,
+            name or self.name,
             split or self.split,
             self.class_names,
             records,

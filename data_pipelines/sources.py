@@ -193,8 +193,9 @@ def _attach_boxes(source: ImageSource) -> ImageSource:
     boxes = read_boxes(source.root)
     root = Path(source.root)
     return source.replace_records(
-        dataclasses.replace(r, lesion_box=boxes.get(Path(r.path).relative_to(root).as_posix()))
-        for r in source.records
+        (dataclasses.replace(r, lesion_box=boxes.get(Path(r.path).relative_to(root).as_posix()))
+         for r in source.records),
+        name="synthetic",
     )
 
 
@@ -218,7 +219,6 @@ def open_dataset(name: str, *, data_dir: str | Path | None = None, split: str,
     source, others = _open_raw(name, data_dir, split, val_fraction, seed, on_bad_image)
     if name == "synthetic" and data_dir is not None:
         source = _attach_boxes(source)
-        source.name = "synthetic"
     if drop_leaked:
         source = drop_leaked_examples(source, others)
     if max_per_class is not None:
