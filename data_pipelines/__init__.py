@@ -33,5 +33,10 @@ Modules: ``naming`` (patient / pathogen rules from file names), ``layout`` (find
 listing folder trees), ``integrity`` (cheap whole-file checks, hashes, ``BadImageError``),
 ``records`` (ExampleRecord, ImageSource), ``splits`` (patient-level val, limited sets),
 ``leakage`` (audit and drop_leaked), ``synthetic``, ``preprocess``, ``pipeline``, ``device``,
-``prepared`` (TFDS ArrayRecord builds).
+``tfds_build`` (writing TFDS ArrayRecord builds) and ``prepared`` (reading them).
+
+Commands: ``python -m launch.audit --dataset=oct --data_dir=DIR [--strict]`` (shared patients
+and identical files between splits); ``python -m launch.prepare --dataset=oct
+--manual_dir=DIR --data_dir=OUT`` (pre-resized ArrayRecord build; ``open_dataset("oct",
+data_dir=OUT, ...)`` then reads it); ``python -m launch.benchmark --what=input``.
 """
