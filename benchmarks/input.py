@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="decode threads / torch workers")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="output channels")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best kept)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (images/s: best; ratios: median per round)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="passes over the files per timed run (longer runs, less noise)")
     parser.add_argument("--datasets", nargs="*", default=["oct", "chest_xray"], help="data sets to time")
