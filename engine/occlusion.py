@@ -21,8 +21,8 @@ Conventions:
   per-channel mean, ``blur`` = the image blurred with a Gaussian of ``blur_sigma`` px
   (default ``window / 2``).
 - The pixel map (:meth:`OcclusionResult.pixel_maps`) gives every pixel the mean drop of the
-  windows covering it; the last rows/columns no window covers (when ``stride`` does not divide
-  ``L - window``) repeat the nearest covered ones.
+  windows covering it; pixels no window covers (``stride > window``, or the last rows/columns
+  when ``stride`` does not divide ``L - window``) take the value of the nearest window.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ class OcclusionResult:
         return np.stack([y0, x0, y0 + self.window, x0 + self.window], axis=1)
 
     def pixel_maps(self) -> np.ndarray:
-        """``[N, H, W]``: each pixel's mean drop over the windows that cover it."""
+        """``[N, H, W]``: each pixel's mean drop over the windows that cover it; a pixel no
+        window covers (stride > window, or the last rows/columns) takes the nearest window's."""
         n = self.drops.shape[0]
         h, w = self.image_shape
         placed = np.zeros((n, h, w))
@@ -99,10 +100,11 @@ class OcclusionResult:
         hits[self.ys[:, None], self.xs[None, :]] = 1.0
         total = _box_sum(placed, self.window)
         count = _box_sum(hits, self.window)
-        covered_h, covered_w = self.ys[-1] + self.window, self.xs[-1] + self.window
-        maps = (total / np.maximum(count, 1.0))[:, :covered_h, :covered_w]
-        pad = ((0, 0), (0, h - covered_h), (0, w - covered_w))
-        return np.pad(maps, pad, mode="edge").astype(np.float32)
+        centre = (self.window - 1) / 2.0
+        near_y = np.abs(np.arange(h)[:, None] - (self.ys + centre)[None, :]).argmin(axis=1)
+        near_x = np.abs(np.arange(w)[:, None] - (self.xs + centre)[None, :]).argmin(axis=1)
+        nearest = self.drops[:, near_y[:, None], near_x[None, :]]
+        return np.where(count > 0, total / np.maximum(count, 1.0), nearest).astype(np.float32)
 
 
 def _box_sum(a: np.ndarray, window: int) -> np.ndarray:

@@ -158,9 +158,19 @@ def test_pixel_map_averages_covering_windows():
         probabilities=np.zeros((1, 2)), targets=np.zeros(1, np.int32),
         drops=np.array([[[1.0, 3.0]]]), ys=np.array([0]), xs=np.array([0, 2]), window=3, image_shape=(4, 6),
     )
-    # windows cover columns 0-2 (drop 1) and 2-4 (drop 3); column 5 and row 3 repeat the edge
-    expected_row = [1.0, 1.0, 2.0, 3.0, 3.0, 3.0]
-    np.testing.assert_allclose(result.pixel_maps()[0], [expected_row] * 4)
+    # windows cover rows 0-2 and columns 0-2 (drop 1) and 2-4 (drop 3): column 2 averages both;
+    # uncovered column 5 and row 3 take the nearest window (centres at columns 1 and 3; ties: first)
+    covered = [1.0, 1.0, 2.0, 3.0, 3.0, 3.0]
+    np.testing.assert_allclose(result.pixel_maps()[0], [covered] * 3 + [[1.0, 1.0, 1.0, 3.0, 3.0, 3.0]])
+
+
+def test_pixel_map_fills_gaps_when_stride_exceeds_window():
+    result = occlusion.OcclusionResult(
+        probabilities=np.zeros((1, 2)), targets=np.zeros(1, np.int32),
+        drops=np.array([[[1.0, 5.0]]]), ys=np.array([0]), xs=np.array([0, 5]), window=2, image_shape=(2, 7),
+    )
+    # windows at columns 0-1 and 5-6; the gap 2-4 takes the nearest centre (0.5 or 5.5; ties: first)
+    np.testing.assert_allclose(result.pixel_maps()[0], [[1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0]] * 2)
 
 
 def test_bad_config_is_refused():
