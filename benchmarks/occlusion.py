@@ -1,14 +1,15 @@
 """Occlusion heatmap throughput: engine.occlusion vs a naive loop, MONAI, and the plain forward.
 
     python -m launch.benchmark --what=occlusion --images=2 --model=resnet50 --size=224 \
-        --window=20 --stride=17 --max_batch=32
+        --window=20 --stride=17 --max_batch=26 --rounds=3
 
 Prints JSON lines (benchmarks.report.emit). All four methods run in the same process on the
 same random uint8 images and an untrained network of the same shape (throughput does not
 depend on the weights), interleaved over ``--rounds`` rounds (the machine is shared: a busy
-moment then slows every method), keeping each method's best round:
+moment then slows every method). Rates: each method's best round; ratios: the median of the
+per-round ratios (``per_round`` and ``best_vs_best`` are printed too):
 - ``engine``: :func:`engine.occlusion.occlusion_sensitivity` over all N images in one call
-  (timed after a warm-up call on one image that compiles both programs);
+  (timed after a warm-up that compiles both programs);
 - ``naive``: one occluded image per jitted forward, occlusion made in numpy on the host, over
   every window of ``--naive_images`` images;
 - ``monai``: ``monai.visualize.OcclusionSensitivity`` (one image per call, ``n_batch`` =
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, default=4, help="output classes (default 4, as OCT)")
     p.add_argument("--window", type=int, default=20, help="occluding box side (default 20)")
     p.add_argument("--stride", type=int, default=17, help="window step (default 17: divides 224-20)")
-    p.add_argument("--max_batch", type=int, default=32, help="occluded copies per forward (default 32)")
+    p.add_argument("--max_batch", type=int, default=26,
+                   help="occluded copies per forward (default 26: divides 2 x 169 copies, no padding)")
     p.add_argument("--fill", default="zero", choices=("zero", "mean", "blur"), help="box content")
     p.add_argument("--rounds", type=int, default=2,
                    help="interleaved rounds of every method; the best of each is kept (default 2)")
@@ -86,34 +88,33 @@ def _jax_model(args):
 
 @dataclasses.dataclass
 class Measure:
-    """Best rate of one method over the rounds (forwards/s and heatmaps/s)."""
+    """One method's rounds: (seconds, occluded forwards, heatmaps) each."""
 
-    forwards: int = 0
-    heatmaps: float = 0.0
-    best_seconds: float = float("inf")
+    rounds: list[tuple[float, int, float]] = dataclasses.field(default_factory=list)
 
-    def add(self, seconds: float, forwards: int, heatmaps: float) -> None:
-        if seconds / max(forwards, 1) < self.best_seconds / max(self.forwards, 1):
-            self.best_seconds, self.forwards, self.heatmaps = seconds, forwards, heatmaps
+    def forwards_per_s(self, r: int | None = None) -> float:
+        """Round ``r``'s rate, or the best round's."""
+        rates = [f / s for s, f, _ in self.rounds]
+        return rates[r] if r is not None else max(rates)
 
-    @property
-    def forwards_per_s(self) -> float:
-        return self.forwards / self.best_seconds
-
-    @property
     def heatmaps_per_s(self) -> float:
-        return self.heatmaps / self.best_seconds
+        return max(h / s for s, _, h in self.rounds)
+
+    def best_seconds(self) -> float:
+        return min(s for s, _, _ in self.rounds)
 
 
 def engine_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
-    """All N images in one occlusion_sensitivity call (compiled by a warm-up on one image)."""
+    """All N images in one occlusion_sensitivity call (both programs compiled by a warm-up)."""
     from engine import occlusion
+    from engine.mesh import make_mesh
 
     config = occlusion.OcclusionConfig(window=args.window, stride=args.stride, fill=args.fill,
                                        max_batch=args.max_batch)
     t = time.perf_counter()
     occlusion.occlusion_sensitivity(apply_fn, state, images[:1], config=config)
-    print(f"[engine] warm-up on 1 image (compiles) {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    occlusion.unoccluded_probabilities(apply_fn, state, images, config=config, mesh=make_mesh())
+    print(f"[engine] warm-up (compiles) {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
@@ -242,22 +243,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     measures = {n: Measure() for n in names}
     for r in range(args.rounds):  # interleaved, so a busy moment of the shared CPU hits all methods
         for n in names:
-            measures[n].add(*units[n]())
+            measures[n].rounds.append(units[n]())
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
     ours = measures["engine"]
-    emit("occlusion/engine/heatmaps_per_s", ours.heatmaps_per_s, "heatmaps/s", **setup)
-    emit("occlusion/engine/occluded_forwards_per_s", ours.forwards_per_s, "forwards/s",
-         seconds=round(ours.best_seconds, 2))
+    emit("occlusion/engine/heatmaps_per_s", ours.heatmaps_per_s(), "heatmaps/s", **setup)
+    emit("occlusion/engine/occluded_forwards_per_s", ours.forwards_per_s(), "forwards/s",
+         seconds=round(ours.best_seconds(), 2))
     for n in names[1:]:
         m = measures[n]
         vs, target = TARGETS[n]
-        emit(f"occlusion/{n}/occluded_forwards_per_s", m.forwards_per_s, "forwards/s",
-             seconds=round(m.best_seconds, 2), forwards=m.forwards)
+        emit(f"occlusion/{n}/occluded_forwards_per_s", m.forwards_per_s(), "forwards/s",
+             seconds=round(m.best_seconds(), 2), forwards=m.rounds[0][1])
         if n != "ceiling":
-            emit(f"occlusion/{n}/heatmaps_per_s", m.heatmaps_per_s, "heatmaps/s")
-        emit(f"occlusion/engine_vs_{n}", ours.forwards_per_s / m.forwards_per_s, "x", vs=vs,
-             ratio=ours.forwards_per_s / m.forwards_per_s, target=target)
+            emit(f"occlusion/{n}/heatmaps_per_s", m.heatmaps_per_s(), "heatmaps/s")
+        per_round = [ours.forwards_per_s(r) / m.forwards_per_s(r) for r in range(args.rounds)]
+        emit(f"occlusion/engine_vs_{n}", float(np.median(per_round)), "x", vs=vs,
+             ratio=float(np.median(per_round)), per_round=[round(x, 3) for x in per_round],
+             best_vs_best=round(ours.forwards_per_s() / m.forwards_per_s(), 3), target=target)
     return 0
 
 

@@ -231,10 +231,16 @@ def _default_mesh() -> Mesh:
 def unoccluded_probabilities(
     apply_fn: ApplyFn, variables: Any, images: np.ndarray, *, config: OcclusionConfig, mesh: Mesh
 ) -> np.ndarray:
-    """``[N, K]`` softmax of the plain images, batched by ``max_batch`` over the mesh."""
+    """``[N, K]`` softmax of the plain images, batched by ``max_batch`` over the mesh.
+
+    Fewer than ``max_batch`` images run as one batch padded to a power-of-two multiple of the
+    device count (few distinct shapes to compile, little padding: one image costs one forward).
+    """
     softmax, _ = _compiled(apply_fn, config, mesh)
     variables = _place_replicated(variables, mesh)
-    step = _round_to_devices(config.max_batch, mesh.size)  # fixed shape: compiled once per config
+    full = _round_to_devices(config.max_batch, mesh.size)
+    per_device = -(-len(images) // mesh.size)
+    step = min(full, mesh.size * (1 << max(per_device - 1, 0).bit_length()))
     out = []
     for start in range(0, len(images), step):
         chunk = images[start : start + step]
