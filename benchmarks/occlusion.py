@@ -33,26 +33,45 @@ import numpy as np
 
 from benchmarks.report import emit, machine
 
-MONAI_FAMILIES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
-                  "resnet50": ("bottleneck", (3, 4, 6, 3)), "resnet101": ("bottleneck", (3, 4, 23, 3))}
+MONAI_FAMILIES = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m launch.benchmark --what=occlusion",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m launch.benchmark --what=occlusion",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--images", type=int, default=2, help="images per heatmap run (default 2)")
-    p.add_argument("--naive_images", type=int, default=1, help="images for the naive loop (default 1)")
+    p.add_argument(
+        "--naive_images", type=int, default=1, help="images for the naive loop (default 1)"
+    )
     p.add_argument("--model", default="resnet50", help="registered model name (default resnet50)")
     p.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
     p.add_argument("--channels", type=int, default=3, help="input channels (default 3)")
     p.add_argument("--classes", type=int, default=4, help="output classes (default 4, as OCT)")
     p.add_argument("--window", type=int, default=20, help="occluding box side (default 20)")
-    p.add_argument("--stride", type=int, default=17, help="window step (default 17: divides 224-20)")
-    p.add_argument("--max_batch", type=int, default=26,
-                   help="occluded copies per forward (default 26: divides 2 x 169 copies, no padding)")
+    p.add_argument(
+        "--stride", type=int, default=17, help="window step (default 17: divides 224-20)"
+    )
+    p.add_argument(
+        "--max_batch",
+        type=int,
+        default=26,
+        help="occluded copies per forward (default 26: divides 2 x 169 copies, no padding)",
+    )
     p.add_argument("--fill", default="zero", choices=("zero", "mean", "blur"), help="box content")
-    p.add_argument("--rounds", type=int, default=2,
-                   help="interleaved rounds of every method; the best of each is kept (default 2)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="interleaved rounds of every method; the best of each is kept (default 2)",
+    )
     p.add_argument("--skip", default="", help="comma list of peers not to run: naive,monai,ceiling")
     return p
 
@@ -104,13 +123,16 @@ class Measure:
         return min(s for s, _, _ in self.rounds)
 
 
-def engine_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
+def engine_unit(
+    args, apply_fn, state, images, windows: int
+) -> Callable[[], tuple[float, int, float]]:
     """All N images in one occlusion_sensitivity call (both programs compiled by a warm-up)."""
     from engine import occlusion
     from engine.mesh import make_mesh
 
-    config = occlusion.OcclusionConfig(window=args.window, stride=args.stride, fill=args.fill,
-                                       max_batch=args.max_batch)
+    config = occlusion.OcclusionConfig(
+        window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
+    )
     t = time.perf_counter()
     occlusion.occlusion_sensitivity(apply_fn, state, images[:1], config=config)
     occlusion.unoccluded_probabilities(apply_fn, state, images, config=config, mesh=make_mesh())
@@ -118,16 +140,22 @@ def engine_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tup
 
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
-        result = occlusion.occlusion_sensitivity(apply_fn, state, images, config=config,
-                                                 progress=_progress("engine"))
+        result = occlusion.occlusion_sensitivity(
+            apply_fn, state, images, config=config, progress=_progress("engine")
+        )
         seconds = time.perf_counter() - t
-        assert result.drops.shape[0] * result.drops.shape[1] * result.drops.shape[2] == len(images) * windows
+        assert (
+            result.drops.shape[0] * result.drops.shape[1] * result.drops.shape[2]
+            == len(images) * windows
+        )
         return seconds, len(images) * windows, float(len(images))
 
     return unit
 
 
-def naive_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
+def naive_unit(
+    args, apply_fn, state, images, windows: int
+) -> Callable[[], tuple[float, int, float]]:
     """Every window of ``--naive_images`` images, one occluded image per jitted forward."""
     import jax
 
@@ -156,17 +184,22 @@ def naive_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tupl
     return unit
 
 
-def ceiling_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
+def ceiling_unit(
+    args, apply_fn, state, images, windows: int
+) -> Callable[[], tuple[float, int, float]]:
     """Plain softmax forwards in full ``--max_batch`` batches (the program the engine uses for
     its unoccluded pass), as many images as the engine's occluded copies: the same work."""
     from engine import occlusion
     from engine.mesh import make_mesh
 
-    config = occlusion.OcclusionConfig(window=args.window, stride=args.stride, fill=args.fill,
-                                       max_batch=args.max_batch)
+    config = occlusion.OcclusionConfig(
+        window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
+    )
     mesh = make_mesh()
     copies = np.resize(images, (len(images) * windows, *images.shape[1:]))
-    occlusion.unoccluded_probabilities(apply_fn, state, copies[: args.max_batch], config=config, mesh=mesh)
+    occlusion.unoccluded_probabilities(
+        apply_fn, state, copies[: args.max_batch], config=config, mesh=mesh
+    )
 
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
@@ -176,7 +209,9 @@ def ceiling_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tu
     return unit
 
 
-def monai_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tuple[float, int, float]]:
+def monai_unit(
+    args, apply_fn, state, images, windows: int
+) -> Callable[[], tuple[float, int, float]]:
     """MONAI OcclusionSensitivity, one call per image, torch ResNet of the same shape."""
     del apply_fn, state
     import torch
@@ -187,19 +222,30 @@ def monai_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tupl
 
     kind, layers = MONAI_FAMILIES[args.model]
     torch.manual_seed(0)
-    net = ResNet(ResNetBottleneck if kind == "bottleneck" else ResNetBlock, list(layers),
-                 [64, 128, 256, 512], spatial_dims=2, n_input_channels=args.channels, conv1_t_size=7,
-                 conv1_t_stride=2, shortcut_type="B", num_classes=args.classes,
-                 bias_downsample=False).eval()
+    net = ResNet(
+        ResNetBottleneck if kind == "bottleneck" else ResNetBlock,
+        list(layers),
+        [64, 128, 256, 512],
+        spatial_dims=2,
+        n_input_channels=args.channels,
+        conv1_t_size=7,
+        conv1_t_stride=2,
+        shortcut_type="B",
+        num_classes=args.classes,
+        bias_downsample=False,
+    ).eval()
     overlap = 1.0 - (args.stride + 0.5) / args.window  # int(window * (1 - overlap)) == stride
     shape = (args.size, args.size)
     interval = _get_scan_interval(shape, (args.window,) * 2, 2, (overlap,) * 2)
     monai_windows = len(dense_patch_slices(shape, (args.window,) * 2, interval))
     if monai_windows != windows:
-        raise SystemExit(f"MONAI would use {monai_windows} windows per image, we use {windows}: choose a "
-                         "stride <= window that divides size - window, or --skip=monai")
-    occ = OcclusionSensitivity(net, mask_size=args.window, n_batch=args.max_batch, mode=0.0,
-                               overlap=overlap, verbose=False)
+        raise SystemExit(
+            f"MONAI would use {monai_windows} windows per image, we use {windows}: choose a "
+            "stride <= window that divides size - window, or --skip=monai"
+        )
+    occ = OcclusionSensitivity(
+        net, mask_size=args.window, n_batch=args.max_batch, mode=0.0, overlap=overlap, verbose=False
+    )
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - 0.5) / 0.25
     print(f"[monai] torch threads: {torch.get_num_threads()}", file=sys.stderr)
     with torch.no_grad():
@@ -218,25 +264,41 @@ def monai_unit(args, apply_fn, state, images, windows: int) -> Callable[[], tupl
 
 
 UNITS = {"engine": engine_unit, "ceiling": ceiling_unit, "naive": naive_unit, "monai": monai_unit}
-TARGETS = {"ceiling": ("plain batched forward (ceiling)", ">= 0.8 of it"),
-           "naive": ("naive loop, one occluded image per jitted forward", ">= 10x"),
-           "monai": ("MONAI OcclusionSensitivity, torch CPU", ">= 2x")}
+TARGETS = {
+    "ceiling": ("plain batched forward (ceiling)", ">= 0.8 of it"),
+    "naive": ("naive loop, one occluded image per jitted forward", ">= 10x"),
+    "monai": ("MONAI OcclusionSensitivity, torch CPU", ">= 2x"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
     if "monai" not in skip and (args.model not in MONAI_FAMILIES or args.fill != "zero"):
-        print(f"[monai] skipped: needs --fill=zero and one of {sorted(MONAI_FAMILIES)}", file=sys.stderr)
+        print(
+            f"[monai] skipped: needs --fill=zero and one of {sorted(MONAI_FAMILIES)}",
+            file=sys.stderr,
+        )
         skip.add("monai")
     from engine.occlusion import window_origins
 
     windows = len(window_origins(args.size, args.window, args.stride)) ** 2
-    images = np.random.default_rng(0).integers(0, 256, (args.images, args.size, args.size, args.channels),
-                                               dtype=np.uint8)
-    setup = dict(model=args.model, size=args.size, channels=args.channels, window=args.window,
-                 stride=args.stride, fill=args.fill, max_batch=args.max_batch, images=args.images,
-                 windows_per_image=windows, rounds=args.rounds, **machine())
+    images = np.random.default_rng(0).integers(
+        0, 256, (args.images, args.size, args.size, args.channels), dtype=np.uint8
+    )
+    setup = dict(
+        model=args.model,
+        size=args.size,
+        channels=args.channels,
+        window=args.window,
+        stride=args.stride,
+        fill=args.fill,
+        max_batch=args.max_batch,
+        images=args.images,
+        windows_per_image=windows,
+        rounds=args.rounds,
+        **machine(),
+    )
     apply_fn, state = _jax_model(args)
     names = [n for n in UNITS if n not in skip]
     units = {n: UNITS[n](args, apply_fn, state, images, windows) for n in names}
@@ -248,19 +310,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ours = measures["engine"]
     emit("occlusion/engine/heatmaps_per_s", ours.heatmaps_per_s(), "heatmaps/s", **setup)
-    emit("occlusion/engine/occluded_forwards_per_s", ours.forwards_per_s(), "forwards/s",
-         seconds=round(ours.best_seconds(), 2))
+    emit(
+        "occlusion/engine/occluded_forwards_per_s",
+        ours.forwards_per_s(),
+        "forwards/s",
+        seconds=round(ours.best_seconds(), 2),
+    )
     for n in names[1:]:
         m = measures[n]
         vs, target = TARGETS[n]
-        emit(f"occlusion/{n}/occluded_forwards_per_s", m.forwards_per_s(), "forwards/s",
-             seconds=round(m.best_seconds(), 2), forwards=m.rounds[0][1])
+        emit(
+            f"occlusion/{n}/occluded_forwards_per_s",
+            m.forwards_per_s(),
+            "forwards/s",
+            seconds=round(m.best_seconds(), 2),
+            forwards=m.rounds[0][1],
+        )
         if n != "ceiling":
             emit(f"occlusion/{n}/heatmaps_per_s", m.heatmaps_per_s(), "heatmaps/s")
         per_round = [ours.forwards_per_s(r) / m.forwards_per_s(r) for r in range(args.rounds)]
-        emit(f"occlusion/engine_vs_{n}", float(np.median(per_round)), "x", vs=vs,
-             ratio=float(np.median(per_round)), per_round=[round(x, 3) for x in per_round],
-             best_vs_best=round(ours.forwards_per_s() / m.forwards_per_s(), 3), target=target)
+        emit(
+            f"occlusion/engine_vs_{n}",
+            float(np.median(per_round)),
+            "x",
+            vs=vs,
+            ratio=float(np.median(per_round)),
+            per_round=[round(x, 3) for x in per_round],
+            best_vs_best=round(ours.forwards_per_s() / m.forwards_per_s(), 3),
+            target=target,
+        )
     return 0
 
 

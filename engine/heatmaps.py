@@ -24,15 +24,18 @@ from engine.occlusion import LESION_RULES, OcclusionConfig, OcclusionResult, les
 from engine.overlay import GalleryItem, gallery_html, overlay_png
 
 
-def lesion_summary(result: OcclusionResult, boxes: np.ndarray, labels: np.ndarray,
-                   class_names: Sequence[str]) -> dict[str, Any]:
+def lesion_summary(
+    result: OcclusionResult, boxes: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+) -> dict[str, Any]:
     """Fraction of images with a visible lesion whose largest-drop window falls on it, overall
     and per true class, by both rules of :func:`engine.occlusion.lesion_hits` ("overlap" is
     the headline). The paper: 94.7% overall; drusen 100%, CNV 94.0%, DME 91.0%."""
     has_lesion = np.asarray(boxes)[:, 0] >= 0
     out: dict[str, Any] = {
-        "definition": {"overlap": "the largest-drop window covers part of the lesion box",
-                       "centre": "the largest-drop window's centre lies inside the lesion box"},
+        "definition": {
+            "overlap": "the largest-drop window covers part of the lesion box",
+            "centre": "the largest-drop window's centre lies inside the lesion box",
+        },
         "images_with_lesion": int(has_lesion.sum()),
     }
     for rule in LESION_RULES:
@@ -41,12 +44,21 @@ def lesion_summary(result: OcclusionResult, boxes: np.ndarray, labels: np.ndarra
         for c, name in enumerate(class_names):
             sel = has_lesion & (labels == c)
             if sel.any():
-                per_class[name] = {"images": int(sel.sum()), "hits": int(hits[sel].sum()),
-                                   "fraction": float(hits[sel].mean())}
-        out[rule] = {"hits": int(hits[has_lesion].sum()),
-                     "fraction": float(hits[has_lesion].mean()) if has_lesion.any() else None,
-                     "per_class": per_class}
-    out["paper"] = {"fraction": 0.947, "per_class": {"DRUSEN": 1.0, "CNV": 0.94, "DME": 0.91}, "images": 491}
+                per_class[name] = {
+                    "images": int(sel.sum()),
+                    "hits": int(hits[sel].sum()),
+                    "fraction": float(hits[sel].mean()),
+                }
+        out[rule] = {
+            "hits": int(hits[has_lesion].sum()),
+            "fraction": float(hits[has_lesion].mean()) if has_lesion.any() else None,
+            "per_class": per_class,
+        }
+    out["paper"] = {
+        "fraction": 0.947,
+        "per_class": {"DRUSEN": 1.0, "CNV": 0.94, "DME": 0.91},
+        "images": 491,
+    }
     return out
 
 
@@ -77,23 +89,38 @@ def write_study(
     maps = result.pixel_maps()
     peaks = result.peak_boxes()
     arrays: dict[str, Any] = dict(
-        paths=np.asarray(list(paths), dtype=str), labels=labels, targets=result.targets,
-        probabilities=result.probabilities.astype(np.float32), drops=result.drops,
-        maps=maps.astype(np.float16), ys=result.ys, xs=result.xs, peak_boxes=peaks,
-        class_names=np.asarray(list(class_names), dtype=str), window=config.window,
-        stride=config.stride, fill=np.asarray(config.fill),
+        paths=np.asarray(list(paths), dtype=str),
+        labels=labels,
+        targets=result.targets,
+        probabilities=result.probabilities.astype(np.float32),
+        drops=result.drops,
+        maps=maps.astype(np.float16),
+        ys=result.ys,
+        xs=result.xs,
+        peak_boxes=peaks,
+        class_names=np.asarray(list(class_names), dtype=str),
+        window=config.window,
+        stride=config.stride,
+        fill=np.asarray(config.fill),
     )
     summary: dict[str, Any] = {
-        "images": n, "window": config.window, "stride": config.stride, "fill": config.fill,
+        "images": n,
+        "window": config.window,
+        "stride": config.stride,
+        "fill": config.fill,
         "windows_per_image": int(result.drops.shape[1] * result.drops.shape[2]),
-        "input_shape": list(result.image_shape), **(provenance or {}),
+        "input_shape": list(result.image_shape),
+        **(provenance or {}),
     }
     hits = None
     if lesion_boxes is not None:
         boxes = np.asarray(lesion_boxes, np.float64)
         hits = lesion_hits(result, boxes, "overlap")
-        arrays.update(lesion_boxes=boxes.astype(np.float32), lesion_hits=hits,
-                      lesion_hits_centre=lesion_hits(result, boxes, "centre"))
+        arrays.update(
+            lesion_boxes=boxes.astype(np.float32),
+            lesion_hits=hits,
+            lesion_hits_centre=lesion_hits(result, boxes, "centre"),
+        )
         summary["lesion_check"] = lesion_summary(result, boxes, labels, class_names)
     np.savez(out / "heatmaps.npz", **arrays)
 
@@ -104,9 +131,11 @@ def write_study(
         if overlays:
             overlay_png(out / png, images[i], maps[i], peak_box=peaks[i], lesion_box=box)
         target = int(result.targets[i])
-        lines = [f"predicted {class_names[int(np.argmax(result.probabilities[i]))]} "
-                 f"({100 * result.probabilities[i].max():.1f}%)",
-                 f"target {class_names[target]}: largest drop {result.drops[i].max():.3f}"]
+        lines = [
+            f"predicted {class_names[int(np.argmax(result.probabilities[i]))]} "
+            f"({100 * result.probabilities[i].max():.1f}%)",
+            f"target {class_names[target]}: largest drop {result.drops[i].max():.3f}",
+        ]
         if labels[i] >= 0:
             lines.insert(0, f"label {class_names[labels[i]]}")
         flag = ""
@@ -116,18 +145,24 @@ def write_study(
         items.append(GalleryItem(png, path, tuple(lines), flag))
         if progress is not None:
             progress(i + 1, n)
-    lines = [f"{n} images, window {config.window} px, stride {config.stride} px, fill {config.fill}; "
-             "heat = drop of the target class's probability when the box covers that spot "
-             "(cyan: largest-drop window, green: known lesion)."]
+    lines = [
+        f"{n} images, window {config.window} px, stride {config.stride} px, fill {config.fill}; "
+        "heat = drop of the target class's probability when the box covers that spot "
+        "(cyan: largest-drop window, green: known lesion)."
+    ]
     check = summary.get("lesion_check")
     if check and check["images_with_lesion"]:
         for rule in LESION_RULES:
             c = check[rule]
             per = ", ".join(f"{k} {100 * v['fraction']:.1f}%" for k, v in c["per_class"].items())
-            lines.append(f"Lesion check ({check['definition'][rule]}): {c['hits']}/"
-                         f"{check['images_with_lesion']} = {100 * c['fraction']:.1f}% ({per}); "
-                         "paper 94.7% on 491 OCT images.")
+            lines.append(
+                f"Lesion check ({check['definition'][rule]}): {c['hits']}/"
+                f"{check['images_with_lesion']} = {100 * c['fraction']:.1f}% ({per}); "
+                "paper 94.7% on 491 OCT images."
+            )
     if overlays:
-        (out / "index.html").write_text(gallery_html("Occlusion heatmaps", lines, items), encoding="utf-8")
+        (out / "index.html").write_text(
+            gallery_html("Occlusion heatmaps", lines, items), encoding="utf-8"
+        )
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

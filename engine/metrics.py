@@ -56,7 +56,9 @@ def roc_auc(is_positive: np.ndarray, scores: np.ndarray) -> float:
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def roc_curve(is_positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(
+    is_positive: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(fpr, tpr, thresholds)``: one point per distinct score, from (0, 0) (threshold +inf).
 
     The point for threshold t counts an image positive when ``score >= t``.
@@ -129,7 +131,9 @@ def oct_penalty_matrix(class_names: Sequence[str]) -> np.ndarray:
     """The paper's ``[C, C]`` penalty (rows true, columns predicted) for the OCT classes."""
     names = _upper(class_names)
     if not is_oct(names):
-        raise ValueError(f"weighted error needs the classes {OCT_CLASSES}, got {tuple(class_names)}")
+        raise ValueError(
+            f"weighted error needs the classes {OCT_CLASSES}, got {tuple(class_names)}"
+        )
     penalty = np.ones((len(names), len(names)))
     np.fill_diagonal(penalty, 0.0)
     for t, true_name in enumerate(names):
@@ -142,7 +146,11 @@ def oct_penalty_matrix(class_names: Sequence[str]) -> np.ndarray:
 def weighted_error(labels: np.ndarray, predictions: np.ndarray, penalty: np.ndarray) -> float:
     """Mean penalty per image (the paper's weighted error, as a fraction)."""
     labels = np.asarray(labels, dtype=np.int64)
-    return float(np.mean(penalty[labels, np.asarray(predictions, dtype=np.int64)])) if labels.size else float("nan")
+    return (
+        float(np.mean(penalty[labels, np.asarray(predictions, dtype=np.int64)]))
+        if labels.size
+        else float("nan")
+    )
 
 
 def referral_decisions(class_names: Sequence[str], predictions: np.ndarray) -> list[str]:
@@ -187,28 +195,52 @@ def binary_tasks(class_names: Sequence[str]) -> list[BinaryTask]:
     viral = [idx[n] for n in _VIRAL if n in idx]
     tasks: list[BinaryTask] = []
     if is_oct(names):
-        tasks.append(BinaryTask("urgent_referral", (idx["CNV"], idx["DME"]),
-                                (idx["DRUSEN"], idx["NORMAL"]), URGENT, "not urgent"))
+        tasks.append(
+            BinaryTask(
+                "urgent_referral",
+                (idx["CNV"], idx["DME"]),
+                (idx["DRUSEN"], idx["NORMAL"]),
+                URGENT,
+                "not urgent",
+            )
+        )
     elif len(names) == 2 and _NORMAL in idx:
         other = 1 - idx[_NORMAL]
         label = "pneumonia" if names[other] == "PNEUMONIA" else names[other].lower()
         tasks.append(BinaryTask(f"{label}_vs_normal", (other,), (idx[_NORMAL],), label, "normal"))
     elif bacterial and viral and _NORMAL in idx:
-        tasks.append(BinaryTask("pneumonia_vs_normal", tuple(bacterial + viral), (idx[_NORMAL],),
-                                "pneumonia", "normal"))
+        tasks.append(
+            BinaryTask(
+                "pneumonia_vs_normal",
+                tuple(bacterial + viral),
+                (idx[_NORMAL],),
+                "pneumonia",
+                "normal",
+            )
+        )
     if bacterial and viral:
-        tasks.append(BinaryTask("bacterial_vs_viral", tuple(bacterial), tuple(viral),
-                                "bacterial", "viral"))
+        tasks.append(
+            BinaryTask("bacterial_vs_viral", tuple(bacterial), tuple(viral), "bacterial", "viral")
+        )
     if not tasks and len(names) == 2:
-        tasks.append(BinaryTask(f"{names[1].lower()}_vs_{names[0].lower()}", (1,), (0,),
-                                names[1].lower(), names[0].lower()))
+        tasks.append(
+            BinaryTask(
+                f"{names[1].lower()}_vs_{names[0].lower()}",
+                (1,),
+                (0,),
+                names[1].lower(),
+                names[0].lower(),
+            )
+        )
     return tasks
 
 
 # ----------------------------------------------------------------------------- all metrics
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+def compute_metrics(
+    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+) -> dict[str, float]:
     """Every scalar metric for these predictions, as a flat ``name -> value`` dict.
 
     Keys: ``accuracy``, ``per_class/<name>/{sensitivity,specificity,auc}``,
@@ -219,7 +251,9 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, class_names: Sequence
     labels = np.asarray(labels, dtype=np.int64)
     num_classes = len(class_names)
     if probs.ndim != 2 or probs.shape != (labels.size, num_classes):
-        raise ValueError(f"probs {probs.shape} do not match {labels.size} labels x {num_classes} classes")
+        raise ValueError(
+            f"probs {probs.shape} do not match {labels.size} labels x {num_classes} classes"
+        )
     predictions = np.argmax(probs, axis=1)
     confusion = confusion_matrix(labels, predictions, num_classes)
     out = {"accuracy": _ratio(np.trace(confusion), labels.size)}
@@ -244,7 +278,9 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, class_names: Sequence
 
 def patient_groups(patients: Sequence[Any]) -> list[np.ndarray]:
     """Image indices of each patient, patients in first-seen order."""
-    _, first, inverse = np.unique(np.asarray(patients, dtype=str), return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(
+        np.asarray(patients, dtype=str), return_index=True, return_inverse=True
+    )
     order = np.argsort(first)  # patient ids in the order they first appear
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
@@ -316,15 +352,24 @@ class Evaluation:
             "class_names": list(self.class_names),
             "n_images": self.n_images,
             "n_patients": self.n_patients,
-            "bootstrap": {"unit": "patient", "resamples": self.n_resamples, "seed": self.seed,
-                          "interval": "95% percentile"},
+            "bootstrap": {
+                "unit": "patient",
+                "resamples": self.n_resamples,
+                "seed": self.seed,
+                "interval": "95% percentile",
+            },
             "metrics": {
-                key: {"value": _json_float(value),
-                      "ci95": [_json_float(v) for v in self.ci95.get(key, (float("nan"),) * 2)]}
+                key: {
+                    "value": _json_float(value),
+                    "ci95": [_json_float(v) for v in self.ci95.get(key, (float("nan"),) * 2)],
+                }
                 for key, value in self.metrics.items()
             },
-            "confusion_matrix": {"rows": "true", "columns": "predicted",
-                                 "counts": self.confusion.tolist()},
+            "confusion_matrix": {
+                "rows": "true",
+                "columns": "predicted",
+                "counts": self.confusion.tolist(),
+            },
         }
 
 
@@ -348,8 +393,12 @@ def evaluate(
         raise ValueError(f"{len(patients)} patient ids for {labels.size} images")
     class_names = tuple(class_names)
     metrics = compute_metrics(probs, labels, class_names)
-    ci = bootstrap_ci(lambda idx: compute_metrics(probs[idx], labels[idx], class_names),
-                      patients, n_resamples=n_resamples, seed=seed)
+    ci = bootstrap_ci(
+        lambda idx: compute_metrics(probs[idx], labels[idx], class_names),
+        patients,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
     roc = {}
     for task in binary_tasks(class_names):
         keep = task.select(labels)

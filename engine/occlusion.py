@@ -84,7 +84,7 @@ class OcclusionResult:
 
     def peak_boxes(self) -> np.ndarray:
         """``[N, 4]`` (y0, x0, y1, x1) of each image's largest-drop window (first if tied)."""
-        n, gy, gx = self.drops.shape
+        n, _, gx = self.drops.shape
         flat = np.argmax(self.drops.reshape(n, -1), axis=1)
         y0, x0 = self.ys[flat // gx], self.xs[flat % gx]
         return np.stack([y0, x0, y0 + self.window, x0 + self.window], axis=1)
@@ -135,8 +135,9 @@ def lesion_hits(result: OcclusionResult, boxes: np.ndarray, rule: str = "overlap
         cy, cx = (peak[:, 0] + peak[:, 2]) / 2.0, (peak[:, 1] + peak[:, 3]) / 2.0
         on = (cy >= boxes[:, 0]) & (cy < boxes[:, 2]) & (cx >= boxes[:, 1]) & (cx < boxes[:, 3])
     else:
-        on = ((np.minimum(peak[:, 2], boxes[:, 2]) > np.maximum(peak[:, 0], boxes[:, 0]))
-              & (np.minimum(peak[:, 3], boxes[:, 3]) > np.maximum(peak[:, 1], boxes[:, 1])))
+        on = (np.minimum(peak[:, 2], boxes[:, 2]) > np.maximum(peak[:, 0], boxes[:, 0])) & (
+            np.minimum(peak[:, 3], boxes[:, 3]) > np.maximum(peak[:, 1], boxes[:, 1])
+        )
     return on & (boxes[:, 0] >= 0)
 
 
@@ -154,7 +155,9 @@ def box_in_model_input(
     top, left = (h - side) / 2.0, (w - side) / 2.0
     scale = input_size / side
     y0, x0, y1, x1 = (float(v) for v in box)
-    mapped = np.array([(y0 - top) * scale, (x0 - left) * scale, (y1 - top) * scale, (x1 - left) * scale])
+    mapped = np.array(
+        [(y0 - top) * scale, (x0 - left) * scale, (y1 - top) * scale, (x1 - left) * scale]
+    )
     mapped = np.clip(mapped, 0.0, float(input_size))
     if mapped[2] <= mapped[0] or mapped[3] <= mapped[1]:
         return np.full(4, -1.0)
@@ -185,7 +188,10 @@ def _occlude(image: jax.Array, fill: jax.Array, origin: jax.Array, window: int) 
     yy = jnp.arange(h)[:, None]
     xx = jnp.arange(w)[None, :]
     inside = (
-        (yy >= origin[0]) & (yy < origin[0] + window) & (xx >= origin[1]) & (xx < origin[1] + window)
+        (yy >= origin[0])
+        & (yy < origin[0] + window)
+        & (xx >= origin[1])
+        & (xx < origin[1] + window)
     )
     return jnp.where(inside[..., None], fill, image)
 
@@ -214,7 +220,9 @@ def _compiled(apply_fn: ApplyFn, config: OcclusionConfig, mesh: Mesh):
     def occluded_target_probs(variables, group, slots, origins, targets):
         group = group.astype(jnp.float32)
         fills = _fill_images(group, config)
-        copies = jax.vmap(lambda s, o: _occlude(group[s], fills[s], o, config.window))(slots, origins)
+        copies = jax.vmap(lambda s, o: _occlude(group[s], fills[s], o, config.window))(
+            slots, origins
+        )
         copies = jax.lax.with_sharding_constraint(copies, batch)
         probs = jax.nn.softmax(_logits(apply_fn, variables, copies).astype(jnp.float32), axis=-1)
         return jnp.take_along_axis(probs, targets[:, None], axis=1)[:, 0]
@@ -284,13 +292,22 @@ def occlusion_sensitivity(
     mesh = mesh if mesh is not None else _default_mesh()
     variables = _place_replicated(variables, mesh)
     n, h, w, _ = images.shape
-    ys, xs = window_origins(h, config.window, config.stride), window_origins(w, config.window, config.stride)
+    ys, xs = (
+        window_origins(h, config.window, config.stride),
+        window_origins(w, config.window, config.stride),
+    )
     probabilities = unoccluded_probabilities(apply_fn, variables, images, config=config, mesh=mesh)
     if targets is None:
         targets = np.argmax(probabilities, axis=1)
     targets = np.asarray(targets, dtype=np.int32)
-    if targets.shape != (n,) or targets.min(initial=0) < 0 or targets.max(initial=0) >= probabilities.shape[1]:
-        raise ValueError(f"targets must be {n} class indices below {probabilities.shape[1]}, got {targets}")
+    if (
+        targets.shape != (n,)
+        or targets.min(initial=0) < 0
+        or targets.max(initial=0) >= probabilities.shape[1]
+    ):
+        raise ValueError(
+            f"targets must be {n} class indices below {probabilities.shape[1]}, got {targets}"
+        )
 
     origins = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
     per_image = len(origins)
@@ -319,10 +336,18 @@ def occlusion_sensitivity(
         group = np.zeros((group_size, *images.shape[1:]), images.dtype)
         part = images[first : first + group_size]
         group[: len(part)] = part
-        in_flight.append((start, occluded_target_probs(
-            variables, group, (image_index - first).astype(np.int32),
-            origins[pair % per_image], targets[image_index],
-        )))
+        in_flight.append(
+            (
+                start,
+                occluded_target_probs(
+                    variables,
+                    group,
+                    (image_index - first).astype(np.int32),
+                    origins[pair % per_image],
+                    targets[image_index],
+                ),
+            )
+        )
         if len(in_flight) > 2:
             collect_oldest()
     while in_flight:
@@ -358,7 +383,9 @@ def nnx_apply_fn(model: Any) -> tuple[ApplyFn, Any]:
     return apply, state
 
 
-def normalized_apply_fn(model: Any, mean: Sequence[float], std: Sequence[float]) -> tuple[ApplyFn, Any]:
+def normalized_apply_fn(
+    model: Any, mean: Sequence[float], std: Sequence[float]
+) -> tuple[ApplyFn, Any]:
     """Like :func:`nnx_apply_fn`, taking uint8-range pixels and normalising them on device.
 
     Occlusion then fills in pixel space (``zero`` = black), as the paper's blank box.

@@ -15,8 +15,19 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 # Perceptually ordered "inferno"-like ramp: black -> purple -> orange -> pale yellow.
-_RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
-                  [245, 125, 21], [250, 193, 39], [252, 255, 164]], np.float64)
+_RAMP = np.array(
+    [
+        [0, 0, 4],
+        [40, 11, 84],
+        [101, 21, 110],
+        [159, 42, 99],
+        [212, 72, 66],
+        [245, 125, 21],
+        [250, 193, 39],
+        [252, 255, 164],
+    ],
+    np.float64,
+)
 
 
 def colorize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
@@ -68,7 +79,9 @@ def overlay_png(
             continue
         y0, x0, y1, x1 = (int(v) * scale for v in box)
         for offset in (0, (w + 4) * scale):
-            draw.rectangle((x0 + offset, y0, x1 + offset - 1, y1 - 1), outline=color, width=max(1, scale))
+            draw.rectangle(
+                (x0 + offset, y0, x1 + offset - 1, y1 - 1), outline=color, width=max(1, scale)
+            )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
@@ -87,16 +100,21 @@ class GalleryItem:
 
 def gallery_html(title: str, summary: Sequence[str], items: Sequence[GalleryItem]) -> str:
     """A static page: summary lines, then a grid of overlay cards."""
-    style = ("body{font-family:sans-serif;margin:20px}.grid{display:flex;flex-wrap:wrap;gap:10px}"
-             ".card{border:3px solid #ccc;padding:6px;width:300px;font-size:12px}.card img{width:100%}"
-             ".hit{border-color:#2ca02c}.miss{border-color:#d62728}.t{font-weight:bold;word-break:break-all}")
+    style = (
+        "body{font-family:sans-serif;margin:20px}.grid{display:flex;flex-wrap:wrap;gap:10px}"
+        ".card{border:3px solid #ccc;padding:6px;width:300px;font-size:12px}.card img{width:100%}"
+        ".hit{border-color:#2ca02c}.miss{border-color:#d62728}.t{font-weight:bold;word-break:break-all}"
+    )
     cards = "".join(
         f'<div class="card {item.flag}"><img src="{html.escape(item.png)}" loading="lazy">'
-        f'<div class=t>{html.escape(item.title)}</div>'
-        + "".join(f"<div>{html.escape(line)}</div>" for line in item.lines) + "</div>"
+        f"<div class=t>{html.escape(item.title)}</div>"
+        + "".join(f"<div>{html.escape(line)}</div>" for line in item.lines)
+        + "</div>"
         for item in items
     )
     head = "".join(f"<p>{html.escape(line)}</p>" for line in summary)
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{head}"
-            f"<div class=grid>{cards}</div></body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{head}"
+        f"<div class=grid>{cards}</div></body></html>\n"
+    )

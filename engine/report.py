@@ -39,23 +39,64 @@ class PaperRow:
 # are the urgent-referral decision's (ANCHORS.md).
 PAPER: dict[str, list[PaperRow]] = {
     "oct": [
-        PaperRow("", "paper, full model (108,312 images)",
-                 {"accuracy": 0.966, "urgent_referral/sensitivity": 0.978, "urgent_referral/specificity": 0.974,
-                  "weighted_error": 0.066, "urgent_referral/auc": 0.999}),
-        PaperRow("", "paper, limited model (1,000 per class)",
-                 {"accuracy": 0.934, "urgent_referral/sensitivity": 0.966, "urgent_referral/specificity": 0.940,
-                  "weighted_error": 0.127, "urgent_referral/auc": 0.988}),
+        PaperRow(
+            "",
+            "paper, full model (108,312 images)",
+            {
+                "accuracy": 0.966,
+                "urgent_referral/sensitivity": 0.978,
+                "urgent_referral/specificity": 0.974,
+                "weighted_error": 0.066,
+                "urgent_referral/auc": 0.999,
+            },
+        ),
+        PaperRow(
+            "",
+            "paper, limited model (1,000 per class)",
+            {
+                "accuracy": 0.934,
+                "urgent_referral/sensitivity": 0.966,
+                "urgent_referral/specificity": 0.940,
+                "weighted_error": 0.127,
+                "urgent_referral/auc": 0.988,
+            },
+        ),
     ],
-    "cnv_vs_normal": [PaperRow("cnv_vs_normal", "paper, binary CNV vs normal",
-                               {"accuracy": 1.0, "sensitivity": 1.0, "specificity": 1.0, "auc": 1.0})],
-    "dme_vs_normal": [PaperRow("dme_vs_normal", "paper, binary DME vs normal",
-                               {"accuracy": 0.982, "sensitivity": 0.968, "specificity": 0.996, "auc": 0.9987})],
-    "drusen_vs_normal": [PaperRow("drusen_vs_normal", "paper, binary drusen vs normal",
-                                  {"accuracy": 0.990, "sensitivity": 0.980, "specificity": 0.992, "auc": 0.9996})],
-    "pneumonia_vs_normal": [PaperRow("pneumonia_vs_normal", "paper, pneumonia vs normal",
-                                     {"accuracy": 0.928, "sensitivity": 0.932, "specificity": 0.901, "auc": 0.968})],
-    "bacterial_vs_viral": [PaperRow("bacterial_vs_viral", "paper, bacterial vs viral",
-                                    {"accuracy": 0.907, "sensitivity": 0.886, "specificity": 0.909, "auc": 0.940})],
+    "cnv_vs_normal": [
+        PaperRow(
+            "cnv_vs_normal",
+            "paper, binary CNV vs normal",
+            {"accuracy": 1.0, "sensitivity": 1.0, "specificity": 1.0, "auc": 1.0},
+        )
+    ],
+    "dme_vs_normal": [
+        PaperRow(
+            "dme_vs_normal",
+            "paper, binary DME vs normal",
+            {"accuracy": 0.982, "sensitivity": 0.968, "specificity": 0.996, "auc": 0.9987},
+        )
+    ],
+    "drusen_vs_normal": [
+        PaperRow(
+            "drusen_vs_normal",
+            "paper, binary drusen vs normal",
+            {"accuracy": 0.990, "sensitivity": 0.980, "specificity": 0.992, "auc": 0.9996},
+        )
+    ],
+    "pneumonia_vs_normal": [
+        PaperRow(
+            "pneumonia_vs_normal",
+            "paper, pneumonia vs normal",
+            {"accuracy": 0.928, "sensitivity": 0.932, "specificity": 0.901, "auc": 0.968},
+        )
+    ],
+    "bacterial_vs_viral": [
+        PaperRow(
+            "bacterial_vs_viral",
+            "paper, bacterial vs viral",
+            {"accuracy": 0.907, "sensitivity": 0.886, "specificity": 0.909, "auc": 0.940},
+        )
+    ],
 }
 EXPERT_WEIGHTED_ERROR = {"low": 0.004, "high": 0.105, "mean": 0.048, "experts": 6}
 
@@ -76,7 +117,10 @@ def _key(row: PaperRow, metric: str) -> str:
 
 
 def prediction_rows(
-    paths: Sequence[str], patients: Sequence[str], labels: np.ndarray, probs: np.ndarray,
+    paths: Sequence[str],
+    patients: Sequence[str],
+    labels: np.ndarray,
+    probs: np.ndarray,
     class_names: Sequence[str],
 ) -> list[dict[str, Any]]:
     """One dict per image: path, patient, label, probabilities, prediction, referral."""
@@ -85,9 +129,12 @@ def prediction_rows(
     rows = []
     for i, path in enumerate(paths):
         label = int(labels[i]) if labels is not None and labels[i] >= 0 else None
-        row = {"path": path, "patient": patients[i] if patients is not None else "",
-               "label": class_names[label] if label is not None else "",
-               "prediction": class_names[int(predictions[i])]}
+        row = {
+            "path": path,
+            "patient": patients[i] if patients is not None else "",
+            "label": class_names[label] if label is not None else "",
+            "prediction": class_names[int(predictions[i])],
+        }
         row.update({f"p_{name}": f"{float(probs[i, c]):.6f}" for c, name in enumerate(class_names)})
         row["referral"] = referrals[i]
         rows.append(row)
@@ -110,17 +157,26 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 def report_document(evaluation: metrics.Evaluation, provenance: dict[str, Any]) -> dict[str, Any]:
     """report.json: provenance, every metric with its CI, confusion matrix, ROC points, the paper."""
-    doc = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "provenance": provenance}
+    doc = {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "provenance": provenance,
+    }
     doc.update(evaluation.to_json())
     doc["roc"] = {
-        name: {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist(),
-               "thresholds": [None if not np.isfinite(t) else round(float(t), 6) for t in thr]}
+        name: {
+            "fpr": np.round(fpr, 6).tolist(),
+            "tpr": np.round(tpr, 6).tolist(),
+            "thresholds": [None if not np.isfinite(t) else round(float(t), 6) for t in thr],
+        }
         for name, (fpr, tpr, thr) in evaluation.roc.items()
     }
-    doc["paper"] = {"source": SOURCE,
-                    "rows": [{"model": r.model, "metrics": {_key(r, k): v for k, v in r.values.items()}}
-                             for r in paper_rows(evaluation)]}
+    doc["paper"] = {
+        "source": SOURCE,
+        "rows": [
+            {"model": r.model, "metrics": {_key(r, k): v for k, v in r.values.items()}}
+            for r in paper_rows(evaluation)
+        ],
+    }
     if metrics.is_oct(evaluation.class_names):
         doc["paper"]["experts_weighted_error"] = EXPERT_WEIGHTED_ERROR
     return doc
@@ -158,14 +214,21 @@ def _comparison_table(evaluation: metrics.Evaluation) -> str:
     for key in keys:
         cells = "".join(f"<td>{_pct(values.get(key))}</td>" for values in published)
         body.append(f"<tr><th>{html.escape(key)}</th><td>{_ours(evaluation, key)}</td>{cells}</tr>")
-    return (f"<h2>Our numbers beside the paper's</h2><table><tr><th>metric</th><th>ours (95% CI)</th>{head}</tr>"
-            + "".join(body) + f"</table><p class=note>Paper: {SOURCE}. CIs: bootstrap over patients.</p>")
+    return (
+        f"<h2>Our numbers beside the paper's</h2><table><tr><th>metric</th><th>ours (95% CI)</th>{head}</tr>"
+        + "".join(body)
+        + f"</table><p class=note>Paper: {SOURCE}. CIs: bootstrap over patients.</p>"
+    )
 
 
 def _all_metrics_table(evaluation: metrics.Evaluation) -> str:
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_ours(evaluation, k)}</td></tr>"
-                   for k in evaluation.metrics)
-    return f"<h2>Every metric</h2><table><tr><th>metric</th><th>value (95% CI)</th></tr>{rows}</table>"
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{_ours(evaluation, k)}</td></tr>"
+        for k in evaluation.metrics
+    )
+    return (
+        f"<h2>Every metric</h2><table><tr><th>metric</th><th>value (95% CI)</th></tr>{rows}</table>"
+    )
 
 
 def _roc_charts(evaluation: metrics.Evaluation) -> str:
@@ -174,47 +237,80 @@ def _roc_charts(evaluation: metrics.Evaluation) -> str:
     for task in metrics.binary_tasks(evaluation.class_names):
         fpr, tpr, _ = evaluation.roc[task.name]
         m = evaluation.metrics
-        markers = [svg.RocMarker(f"ours at arg-max ({_pct(m[task.name + '/sensitivity'])} sens, "
-                                 f"{_pct(m[task.name + '/specificity'])} spec)",
-                                 1 - m[task.name + "/specificity"], m[task.name + "/sensitivity"])]
+        markers = [
+            svg.RocMarker(
+                f"ours at arg-max ({_pct(m[task.name + '/sensitivity'])} sens, "
+                f"{_pct(m[task.name + '/specificity'])} spec)",
+                1 - m[task.name + "/specificity"],
+                m[task.name + "/sensitivity"],
+            )
+        ]
         for row in paper:
             values = {_key(row, k): v for k, v in row.values.items()}
-            sens, spec = values.get(f"{task.name}/sensitivity"), values.get(f"{task.name}/specificity")
+            sens, spec = (
+                values.get(f"{task.name}/sensitivity"),
+                values.get(f"{task.name}/specificity"),
+            )
             if sens is not None and spec is not None:
-                markers.append(svg.RocMarker(f"{row.model} ({_pct(sens)} sens, {_pct(spec)} spec)",
-                                             1 - spec, sens, shape="diamond"))
+                markers.append(
+                    svg.RocMarker(
+                        f"{row.model} ({_pct(sens)} sens, {_pct(spec)} spec)",
+                        1 - spec,
+                        sens,
+                        shape="diamond",
+                    )
+                )
         series = [svg.RocSeries(f"ours, AUC {_pct(m[task.name + '/auc'])}", fpr, tpr)]
         title = f"{task.name.replace('_', ' ')}: {task.positive_label} vs {task.negative_label}"
         charts.append(svg.roc_svg(title, series, markers))
         charts.append(svg.roc_svg(title + " (zoom)", series, markers, zoom=0.2))
-    per_class = [svg.RocSeries(f"{name} vs rest, AUC {_pct(evaluation.metrics[f'per_class/{name}/auc'])}",
-                               *evaluation.roc[f"per_class/{name}"][:2]) for name in evaluation.class_names]
+    per_class = [
+        svg.RocSeries(
+            f"{name} vs rest, AUC {_pct(evaluation.metrics[f'per_class/{name}/auc'])}",
+            *evaluation.roc[f"per_class/{name}"][:2],
+        )
+        for name in evaluation.class_names
+    ]
     charts.append(svg.roc_svg("one class vs the rest", per_class))
-    return "<h2>ROC curves</h2><div class=row>" + "".join(f"<div>{c}</div>" for c in charts) + "</div>"
+    return (
+        "<h2>ROC curves</h2><div class=row>" + "".join(f"<div>{c}</div>" for c in charts) + "</div>"
+    )
 
 
 def render_html(evaluation: metrics.Evaluation, provenance: dict[str, Any]) -> str:
     """The whole report page (self-contained: inline SVG and CSS)."""
-    prov = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in provenance.items())
+    prov = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in provenance.items()
+    )
     strip = ""
     if "weighted_error" in evaluation.metrics:
         e = EXPERT_WEIGHTED_ERROR
-        strip = ("<h2>Weighted error beside the six experts</h2>" + svg.range_strip_svg(
+        strip = "<h2>Weighted error beside the six experts</h2>" + svg.range_strip_svg(
             f"weighted error: ours vs the paper's {e['experts']} experts (range, mean line)",
-            evaluation.metrics["weighted_error"], e["low"], e["high"], mean=e["mean"]))
-    style = ("body{font-family:sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;"
-             "margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-             ".ci{color:#666;font-size:90%}.note{color:#555;font-size:90%}.row{display:flex;flex-wrap:wrap;"
-             "gap:12px}")
+            evaluation.metrics["weighted_error"],
+            e["low"],
+            e["high"],
+            mean=e["mean"],
+        )
+    style = (
+        "body{font-family:sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;"
+        "margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+        ".ci{color:#666;font-size:90%}.note{color:#555;font-size:90%}.row{display:flex;flex-wrap:wrap;"
+        "gap:12px}"
+    )
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>Evaluation report</title><style>{style}</style>"
         f"</head><body><h1>Evaluation report</h1><table>{prov}"
         f"<tr><th>images</th><td>{evaluation.n_images}</td></tr>"
         f"<tr><th>patients</th><td>{evaluation.n_patients}</td></tr></table>"
-        + _comparison_table(evaluation) + strip + _roc_charts(evaluation)
-        + "<h2>Confusion matrix</h2>" + svg.confusion_svg(evaluation.confusion, evaluation.class_names)
-        + _all_metrics_table(evaluation) + "</body></html>\n"
+        + _comparison_table(evaluation)
+        + strip
+        + _roc_charts(evaluation)
+        + "<h2>Confusion matrix</h2>"
+        + svg.confusion_svg(evaluation.confusion, evaluation.class_names)
+        + _all_metrics_table(evaluation)
+        + "</body></html>\n"
     )
 
 

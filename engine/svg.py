@@ -45,11 +45,15 @@ def _thin(fpr: np.ndarray, tpr: np.ndarray, max_points: int = 400) -> tuple[np.n
 def _marker(shape: str, x: float, y: float, color: str, title: str) -> str:
     t = f"<title>{html.escape(title)}</title>"
     if shape == "diamond":
-        return (f'<polygon points="{x},{y - 6} {x + 6},{y} {x},{y + 6} {x - 6},{y}" fill="{color}" '
-                f'stroke="black" stroke-width="0.8">{t}</polygon>')
+        return (
+            f'<polygon points="{x},{y - 6} {x + 6},{y} {x},{y + 6} {x - 6},{y}" fill="{color}" '
+            f'stroke="black" stroke-width="0.8">{t}</polygon>'
+        )
     if shape == "square":
-        return (f'<rect x="{x - 4.5}" y="{y - 4.5}" width="9" height="9" fill="{color}" stroke="black" '
-                f'stroke-width="0.8">{t}</rect>')
+        return (
+            f'<rect x="{x - 4.5}" y="{y - 4.5}" width="9" height="9" fill="{color}" stroke="black" '
+            f'stroke-width="0.8">{t}</rect>'
+        )
     return f'<circle cx="{x}" cy="{y}" r="4.5" fill="{color}" stroke="black" stroke-width="0.8">{t}</circle>'
 
 
@@ -62,7 +66,7 @@ def roc_svg(
     zoom: float | None = None,
 ) -> str:
     """An ROC chart; ``zoom`` (e.g. 0.2) shows only FPR <= zoom and TPR >= 1 - zoom."""
-    pad_l, pad_b, pad_t, pad_r = 48, 40, 28, 12
+    pad_l, pad_t, pad_r = 48, 28, 12  # the x-axis labels and title take 40 px below the plot
     plot = size - pad_l - pad_r
     lo_x, hi_x = 0.0, zoom if zoom else 1.0
     lo_y, hi_y = (1.0 - zoom if zoom else 0.0), 1.0
@@ -84,27 +88,43 @@ def roc_svg(
     ]
     for k in range(6):
         fx, fy = lo_x + k * (hi_x - lo_x) / 5, lo_y + k * (hi_y - lo_y) / 5
-        parts.append(f'<line x1="{px(fx)}" y1="{pad_t}" x2="{px(fx)}" y2="{pad_t + plot}" stroke="#eee"/>')
-        parts.append(f'<line x1="{pad_l}" y1="{py(fy)}" x2="{pad_l + plot}" y2="{py(fy)}" stroke="#eee"/>')
-        parts.append(f'<text x="{px(fx)}" y="{pad_t + plot + 14}" text-anchor="middle">{fx:.2f}</text>')
+        parts.append(
+            f'<line x1="{px(fx)}" y1="{pad_t}" x2="{px(fx)}" y2="{pad_t + plot}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<line x1="{pad_l}" y1="{py(fy)}" x2="{pad_l + plot}" y2="{py(fy)}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<text x="{px(fx)}" y="{pad_t + plot + 14}" text-anchor="middle">{fx:.2f}</text>'
+        )
         parts.append(f'<text x="{pad_l - 4}" y="{py(fy) + 4}" text-anchor="end">{fy:.2f}</text>')
-    parts.append(f'<text x="{pad_l + plot / 2}" y="{pad_t + plot + 30}" text-anchor="middle">'
-                 "false-positive rate (1 - specificity)</text>")
-    parts.append(f'<text transform="translate(12,{pad_t + plot / 2}) rotate(-90)" text-anchor="middle">'
-                 "sensitivity</text>")
+    parts.append(
+        f'<text x="{pad_l + plot / 2}" y="{pad_t + plot + 30}" text-anchor="middle">'
+        "false-positive rate (1 - specificity)</text>"
+    )
+    parts.append(
+        f'<text transform="translate(12,{pad_t + plot / 2}) rotate(-90)" text-anchor="middle">'
+        "sensitivity</text>"
+    )
     clip = f'clip-path="url(#c{id(series)})"'
     if not zoom:
-        parts.append(f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#bbb" '
-                     'stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#bbb" '
+            'stroke-dasharray="4 3"/>'
+        )
     legend_y = size + 22  # below the axis title
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
         fpr, tpr = _thin(np.asarray(s.fpr, float), np.asarray(s.tpr, float))
         points = " ".join(f"{px(a)},{py(b)}" for a, b in zip(fpr, tpr))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2" {clip}/>')
-        parts.append(f'<line x1="{pad_l}" y1="{legend_y - 4}" x2="{pad_l + 18}" y2="{legend_y - 4}" '
-                     f'stroke="{color}" stroke-width="2"/><text x="{pad_l + 24}" y="{legend_y}">'
-                     f"{html.escape(s.label)}</text>")
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2" {clip}/>'
+        )
+        parts.append(
+            f'<line x1="{pad_l}" y1="{legend_y - 4}" x2="{pad_l + 18}" y2="{legend_y - 4}" '
+            f'stroke="{color}" stroke-width="2"/><text x="{pad_l + 24}" y="{legend_y}">'
+            f"{html.escape(s.label)}</text>"
+        )
         legend_y += 18
     for i, m in enumerate(markers):
         color = PALETTE[(i + len(series)) % len(PALETTE)]
@@ -135,28 +155,46 @@ def confusion_svg(counts: np.ndarray, class_names: Sequence[str], *, cell: int =
         'font-weight="bold">true</text>',
     ]
     for j, name in enumerate(class_names):
-        parts.append(f'<text x="{left + j * cell + cell / 2}" y="{top - 8}" text-anchor="middle">'
-                     f"{html.escape(str(name))}</text>")
-        parts.append(f'<text x="{left - 6}" y="{top + j * cell + cell / 2 + 4}" text-anchor="end">'
-                     f"{html.escape(str(name))}</text>")
+        parts.append(
+            f'<text x="{left + j * cell + cell / 2}" y="{top - 8}" text-anchor="middle">'
+            f"{html.escape(str(name))}</text>"
+        )
+        parts.append(
+            f'<text x="{left - 6}" y="{top + j * cell + cell / 2 + 4}" text-anchor="end">'
+            f"{html.escape(str(name))}</text>"
+        )
     for i in range(k):
         for j in range(k):
             level = share[i, j]
-            shade = int(round(255 - 200 * level))
+            shade = round(255 - 200 * float(level))
             color = f"rgb({shade},{shade},255)" if i == j else f"rgb(255,{shade},{shade})"
             x, y = left + j * cell, top + i * cell
             ink = "white" if level > 0.6 else "black"
-            parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{color}" stroke="#888"/>')
-            parts.append(f'<text x="{x + cell / 2}" y="{y + cell / 2}" text-anchor="middle" fill="{ink}" '
-                         f'font-size="14">{int(counts[i, j])}</text>')
-            parts.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 15}" text-anchor="middle" fill="{ink}">'
-                         f"{100 * level:.1f}%</text>")
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{color}" stroke="#888"/>'
+            )
+            parts.append(
+                f'<text x="{x + cell / 2}" y="{y + cell / 2}" text-anchor="middle" fill="{ink}" '
+                f'font-size="14">{int(counts[i, j])}</text>'
+            )
+            parts.append(
+                f'<text x="{x + cell / 2}" y="{y + cell / 2 + 15}" text-anchor="middle" fill="{ink}">'
+                f"{100 * level:.1f}%</text>"
+            )
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def range_strip_svg(title: str, value: float, low: float, high: float, *, mean: float | None = None,
-                    scale_max: float | None = None, width: int = 480) -> str:
+def range_strip_svg(
+    title: str,
+    value: float,
+    low: float,
+    high: float,
+    *,
+    mean: float | None = None,
+    scale_max: float | None = None,
+    width: int = 480,
+) -> str:
     """A horizontal strip: a reference range (e.g. the experts' weighted errors) and our value."""
     scale_max = scale_max or max(high, value) * 1.15 or 1.0
     left, plot = 10, width - 20
@@ -174,8 +212,12 @@ def range_strip_svg(title: str, value: float, low: float, high: float, *, mean: 
         f'<text x="{px(high)}" y="64" text-anchor="end">{100 * high:.1f}%</text>',
     ]
     if mean is not None:
-        parts.append(f'<line x1="{px(mean)}" y1="30" x2="{px(mean)}" y2="50" stroke="#1f77b4" stroke-width="2"/>')
+        parts.append(
+            f'<line x1="{px(mean)}" y1="30" x2="{px(mean)}" y2="50" stroke="#1f77b4" stroke-width="2"/>'
+        )
     parts.append(f'<circle cx="{px(value)}" cy="40" r="5" fill="#d62728" stroke="black"/>')
-    parts.append(f'<text x="{px(value)}" y="27" text-anchor="middle" fill="#d62728">ours {100 * value:.1f}%'
-                 "</text></svg>")
+    parts.append(
+        f'<text x="{px(value)}" y="27" text-anchor="middle" fill="#d62728">ours {100 * value:.1f}%'
+        "</text></svg>"
+    )
     return "\n".join(parts)

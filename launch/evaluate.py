@@ -25,34 +25,63 @@ from launch import runtime
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m launch.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", required=True, help="a training run directory (launch.train --workdir)")
+    p = argparse.ArgumentParser(
+        prog="python -m launch.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--workdir", required=True, help="a training run directory (launch.train --workdir)"
+    )
     p.add_argument("--dataset", default=None, help="data set name (default: the run's)")
     p.add_argument("--data_dir", default=None, help="its files (default: the run's)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default test")
-    p.add_argument("--which", default="best", choices=("best", "latest"), help="checkpoint (default best)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default <workdir>/eval/<split>)")
-    p.add_argument("--batch_size", type=int, default=None,
-                   help="global eval batch size (default: the run's eval batch size)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of patients (default 1000)")
+    p.add_argument(
+        "--which", default="best", choices=("best", "latest"), help="checkpoint (default best)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder (default <workdir>/eval/<split>)"
+    )
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="global eval batch size (default: the run's eval batch size)",
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples of patients (default 1000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--on_bad_image", default=None, choices=("error", "skip"),
-                   help="unreadable test files: stop naming them, or skip and list them (default: the run's)")
+    p.add_argument(
+        "--on_bad_image",
+        default=None,
+        choices=("error", "skip"),
+        help="unreadable test files: stop naming them, or skip and list them (default: the run's)",
+    )
     runtime.add_device_flags(p)
     return p
 
 
-def open_eval_source(config: dict[str, Any], class_names: Sequence[str], *, dataset: str | None,
-                     data_dir: str | None, split: str, on_bad_image: str | None) -> Any:
+def open_eval_source(
+    config: dict[str, Any],
+    class_names: Sequence[str],
+    *,
+    dataset: str | None,
+    data_dir: str | None,
+    split: str,
+    on_bad_image: str | None,
+) -> Any:
     """The split to evaluate, with the run's classes in the run's label order."""
     from data_pipelines.sources import open_dataset
     from engine.tasks import restrict_classes
 
     source = open_dataset(
-        dataset or config["dataset"], data_dir=data_dir if data_dir is not None else config.get("data_dir"),
-        split=split, val_fraction=config.get("val_fraction", 0.0) if split != "test" else 0.0,
-        seed=config.get("seed", 0), on_bad_image=on_bad_image or config.get("on_bad_image", "error"),
+        dataset or config["dataset"],
+        data_dir=data_dir if data_dir is not None else config.get("data_dir"),
+        split=split,
+        val_fraction=config.get("val_fraction", 0.0) if split != "test" else 0.0,
+        seed=config.get("seed", 0),
+        on_bad_image=on_bad_image or config.get("on_bad_image", "error"),
     )
     if tuple(source.class_names) != tuple(class_names):
         source = restrict_classes(source, list(class_names))  # raises naming missing classes
@@ -71,39 +100,67 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
 
     trained = inference.load_run(args.workdir, which=args.which)
     config = trained.config
-    source = open_eval_source(config, trained.class_names, dataset=args.dataset, data_dir=args.data_dir,
-                              split=args.split, on_bad_image=args.on_bad_image)
+    source = open_eval_source(
+        config,
+        trained.class_names,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        split=args.split,
+        on_bad_image=args.on_bad_image,
+    )
     if len(source) == 0:
         raise ValueError(f"{source.name}/{args.split}: no images to evaluate")
     mesh = make_mesh(args.devices)
     batch = args.batch_size or config.get("eval_batch_size") or config.get("batch_size") or 64
     batch = max(mesh.size, batch // mesh.size * mesh.size)
     cfg = PreprocessConfig.from_metadata(trained.metadata, channels=config.get("in_channels"))
-    print(f"evaluating {config['model']} step {trained.step} ({trained.checkpoint}) on "
-          f"{source.name}/{args.split}: {len(source)} images, batch {batch}, {mesh.size} device(s)", flush=True)
-    batches = make_eval_iterator(source, cfg, global_batch_size=batch, mesh=mesh, workers=config.get("workers", 0))
-    probs, index = inference.predict_probabilities(trained.model, batches, mesh, metadata=trained.metadata)
+    print(
+        f"evaluating {config['model']} step {trained.step} ({trained.checkpoint}) on "
+        f"{source.name}/{args.split}: {len(source)} images, batch {batch}, {mesh.size} device(s)",
+        flush=True,
+    )
+    batches = make_eval_iterator(
+        source, cfg, global_batch_size=batch, mesh=mesh, workers=config.get("workers", 0)
+    )
+    probs, index = inference.predict_probabilities(
+        trained.model, batches, mesh, metadata=trained.metadata
+    )
     if not np.array_equal(index, np.arange(len(source))):
-        raise RuntimeError(f"evaluation saw {len(index)} images ({len(np.unique(index))} distinct) "
-                           f"for {len(source)} in the split: some counted twice or missed")
+        raise RuntimeError(
+            f"evaluation saw {len(index)} images ({len(np.unique(index))} distinct) "
+            f"for {len(source)} in the split: some counted twice or missed"
+        )
     records = source.records
     labels = np.array([r.label for r in records])
     patients = [r.patient for r in records]
-    evaluation = metrics.evaluate(probs, labels, patients, trained.class_names,
-                                  n_resamples=args.bootstrap, seed=args.seed)
+    evaluation = metrics.evaluate(
+        probs, labels, patients, trained.class_names, n_resamples=args.bootstrap, seed=args.seed
+    )
     versions = library_versions()
     provenance = {
-        "workdir": str(args.workdir), "model": config["model"], "pretrained": config.get("pretrained"),
-        "transfer": config.get("transfer"), "weights_source": trained.metadata.source,
-        "checkpoint": trained.checkpoint, "step": trained.step, "dataset": source.name,
+        "workdir": str(args.workdir),
+        "model": config["model"],
+        "pretrained": config.get("pretrained"),
+        "transfer": config.get("transfer"),
+        "weights_source": trained.metadata.source,
+        "checkpoint": trained.checkpoint,
+        "step": trained.step,
+        "dataset": source.name,
         "data_dir": str(args.data_dir if args.data_dir is not None else config.get("data_dir")),
-        "split": args.split, "classes": list(trained.class_names), "images": len(records),
-        "patients": len(set(patients)), "skipped_files": [f"{p}: {why}" for p, why in source.skipped],
-        "devices": mesh.size, "git_commit": versions.get("git_commit"), "jax": versions.get("jax"),
+        "split": args.split,
+        "classes": list(trained.class_names),
+        "images": len(records),
+        "patients": len(set(patients)),
+        "skipped_files": [f"{p}: {why}" for p, why in source.skipped],
+        "devices": mesh.size,
+        "git_commit": versions.get("git_commit"),
+        "jax": versions.get("jax"),
     }
     if jax.process_index() != 0:
         return {}
-    rows = report.prediction_rows([r.path for r in records], patients, labels, probs, trained.class_names)
+    rows = report.prediction_rows(
+        [r.path for r in records], patients, labels, probs, trained.class_names
+    )
     out = args.out or Path(args.workdir) / "eval" / args.split
     paths = report.write_report(out, evaluation, provenance, rows)
     _print_summary(evaluation)
@@ -130,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         print(f"launch.evaluate: error: {text}", file=sys.stderr)
         return 1
-    for kind, path in paths.items():
+    for path in paths.values():
         print(f"wrote {path}")
     return 0
 

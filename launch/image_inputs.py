@@ -31,14 +31,19 @@ def collect_files(specs: Sequence[str]) -> list[Path]:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
         elif path.exists():
             found = [path]
         else:
             found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
         if not found:
-            what = ("a folder without image files" if path.is_dir()
-                    else "no such file, folder or matching glob")
+            what = (
+                "a folder without image files"
+                if path.is_dir()
+                else "no such file, folder or matching glob"
+            )
             raise FileNotFoundError(f"{spec}: {what} (image files: {', '.join(IMAGE_SUFFIXES)})")
         files.extend(found)
     return list(dict.fromkeys(files))
@@ -54,7 +59,9 @@ class LoadedImages:
     errors: list[str]  # "path: problem", one per unreadable file
 
 
-def load_files(files: Sequence[Path], cfg: PreprocessConfig, *, progress_every: int = 100) -> LoadedImages:
+def load_files(
+    files: Sequence[Path], cfg: PreprocessConfig, *, progress_every: int = 100
+) -> LoadedImages:
     """Load every file with ``cfg`` (evaluation preprocessing); unreadable ones go to ``errors``."""
     from PIL import Image
 
@@ -79,7 +86,9 @@ def load_files(files: Sequence[Path], cfg: PreprocessConfig, *, progress_every: 
     return LoadedImages(paths, images, sizes, errors)
 
 
-def labels_from_folders(paths: Sequence[str], class_names: Sequence[str], *, strict: bool) -> np.ndarray:
+def labels_from_folders(
+    paths: Sequence[str], class_names: Sequence[str], *, strict: bool
+) -> np.ndarray:
     """Class index from each file's parent folder name (case-insensitive); -1 when it is none.
 
     ``strict``: raise ValueError naming the first file whose folder is not a class.
@@ -88,8 +97,10 @@ def labels_from_folders(paths: Sequence[str], class_names: Sequence[str], *, str
     labels = np.array([index.get(Path(p).parent.name.upper(), -1) for p in paths], np.int64)
     if strict and (labels < 0).any():
         bad = paths[int(np.flatnonzero(labels < 0)[0])]
-        raise ValueError(f"{bad}: parent folder {Path(bad).parent.name!r} is not one of the run's classes "
-                         f"{tuple(class_names)} (needed for --target=label)")
+        raise ValueError(
+            f"{bad}: parent folder {Path(bad).parent.name!r} is not one of the run's classes "
+            f"{tuple(class_names)} (needed for --target=label)"
+        )
     return labels
 
 
@@ -111,7 +122,9 @@ def lesion_boxes(paths: Sequence[str], boxes_file: Path) -> list[tuple[int, int,
     try:
         raw = json.loads(Path(boxes_file).read_text())["boxes"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{boxes_file}: not a boxes file written by data_pipelines.synthetic ({err})") from None
+        raise ValueError(
+            f"{boxes_file}: not a boxes file written by data_pipelines.synthetic ({err})"
+        ) from None
     root = Path(boxes_file).resolve().parent
     out = []
     for p in paths:

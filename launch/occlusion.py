@@ -29,28 +29,63 @@ from launch import runtime
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m launch.occlusion", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", required=True, help="a training run directory (launch.train --workdir)")
-    p.add_argument("--images", required=True, nargs="+",
-                   help="image files, folders (searched recursively) or globs")
+    p = argparse.ArgumentParser(
+        prog="python -m launch.occlusion",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--workdir", required=True, help="a training run directory (launch.train --workdir)"
+    )
+    p.add_argument(
+        "--images",
+        required=True,
+        nargs="+",
+        help="image files, folders (searched recursively) or globs",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--window", type=int, default=20, help="box side in model-input pixels (default 20)")
+    p.add_argument(
+        "--window", type=int, default=20, help="box side in model-input pixels (default 20)"
+    )
     p.add_argument("--stride", type=int, default=4, help="box step in pixels (default 4)")
-    p.add_argument("--fill", default="zero", choices=("zero", "mean", "blur"),
-                   help="box content: black (the paper's blank box), the image mean, or the image "
-                        "blurred (default zero)")
-    p.add_argument("--blur_sigma", type=float, default=None, help="Gaussian sigma for --fill=blur "
-                   "(default window / 2)")
-    p.add_argument("--target", default="predicted", choices=("predicted", "label"),
-                   help="class whose probability is tracked: the unoccluded prediction, or the label "
-                        "given by each image's parent folder (default predicted)")
-    p.add_argument("--max_batch", type=int, default=256,
-                   help="occluded copies per forward pass, over all devices (default 256)")
-    p.add_argument("--boxes", type=Path, default=None,
-                   help="boxes.json with lesion boxes (default: one found above the images)")
-    p.add_argument("--which", default="best", choices=("best", "latest"), help="checkpoint (default best)")
-    p.add_argument("--no_overlays", action="store_true", help="write heatmaps.npz and summary.json only")
+    p.add_argument(
+        "--fill",
+        default="zero",
+        choices=("zero", "mean", "blur"),
+        help="box content: black (the paper's blank box), the image mean, or the image "
+        "blurred (default zero)",
+    )
+    p.add_argument(
+        "--blur_sigma",
+        type=float,
+        default=None,
+        help="Gaussian sigma for --fill=blur (default window / 2)",
+    )
+    p.add_argument(
+        "--target",
+        default="predicted",
+        choices=("predicted", "label"),
+        help="class whose probability is tracked: the unoccluded prediction, or the label "
+        "given by each image's parent folder (default predicted)",
+    )
+    p.add_argument(
+        "--max_batch",
+        type=int,
+        default=256,
+        help="occluded copies per forward pass, over all devices (default 256)",
+    )
+    p.add_argument(
+        "--boxes",
+        type=Path,
+        default=None,
+        help="boxes.json with lesion boxes (default: one found above the images)",
+    )
+    p.add_argument(
+        "--which", default="best", choices=("best", "latest"), help="checkpoint (default best)"
+    )
+    p.add_argument(
+        "--no_overlays", action="store_true", help="write heatmaps.npz and summary.json only"
+    )
     runtime.add_device_flags(p)
     return p
 
@@ -77,10 +112,15 @@ def run(args: argparse.Namespace) -> int:
 
     trained = inference.load_run(args.workdir, which=args.which)
     meta = trained.metadata
-    cfg = PreprocessConfig.from_metadata(meta, channels=trained.config.get("in_channels", meta.in_channels))
+    cfg = PreprocessConfig.from_metadata(
+        meta, channels=trained.config.get("in_channels", meta.in_channels)
+    )
     files = image_inputs.collect_files(args.images)
-    print(f"{len(files)} image files; model {trained.config['model']} step {trained.step} "
-          f"({trained.checkpoint}), input {cfg.input_size} px", flush=True)
+    print(
+        f"{len(files)} image files; model {trained.config['model']} step {trained.step} "
+        f"({trained.checkpoint}), input {cfg.input_size} px",
+        flush=True,
+    )
     loaded = image_inputs.load_files(files, cfg)
     for line in loaded.errors:
         print(f"launch.occlusion: error: {line}", file=sys.stderr)
@@ -88,50 +128,91 @@ def run(args: argparse.Namespace) -> int:
         print("launch.occlusion: error: no readable images", file=sys.stderr)
         return 1
     class_names = trained.class_names
-    labels = image_inputs.labels_from_folders(loaded.paths, class_names, strict=args.target == "label")
+    labels = image_inputs.labels_from_folders(
+        loaded.paths, class_names, strict=args.target == "label"
+    )
     boxes_file = args.boxes or image_inputs.find_boxes_file(loaded.paths)
     boxes = None
     if boxes_file is not None:
         original = image_inputs.lesion_boxes(loaded.paths, boxes_file)
-        boxes = np.stack([
-            occlusion.box_in_model_input(b, hw, cfg.input_size, cfg.resize_size) if b else np.full(4, -1.0)
-            for b, hw in zip(original, loaded.original_hw)
-        ])
-        print(f"lesion boxes from {boxes_file}: {int((boxes[:, 0] >= 0).sum())} images with a lesion", flush=True)
+        boxes = np.stack(
+            [
+                occlusion.box_in_model_input(b, hw, cfg.input_size, cfg.resize_size)
+                if b
+                else np.full(4, -1.0)
+                for b, hw in zip(original, loaded.original_hw)
+            ]
+        )
+        print(
+            f"lesion boxes from {boxes_file}: {int((boxes[:, 0] >= 0).sum())} images with a lesion",
+            flush=True,
+        )
 
-    config = occlusion.OcclusionConfig(window=args.window, stride=args.stride, fill=args.fill,
-                                       max_batch=args.max_batch, blur_sigma=args.blur_sigma)
+    config = occlusion.OcclusionConfig(
+        window=args.window,
+        stride=args.stride,
+        fill=args.fill,
+        max_batch=args.max_batch,
+        blur_sigma=args.blur_sigma,
+    )
     apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
     mesh = make_mesh(args.devices)
     start = time.perf_counter()
     result = occlusion.occlusion_sensitivity(
-        apply_fn, state, loaded.images, config=config, mesh=mesh,
-        targets=labels if args.target == "label" else None, progress=_progress("occluded forwards"),
+        apply_fn,
+        state,
+        loaded.images,
+        config=config,
+        mesh=mesh,
+        targets=labels if args.target == "label" else None,
+        progress=_progress("occluded forwards"),
     )
     seconds = time.perf_counter() - start
-    provenance = {"workdir": str(args.workdir), "model": trained.config["model"], "step": trained.step,
-                  "checkpoint": trained.checkpoint, "target": args.target, "devices": mesh.size,
-                  "seconds": round(seconds, 2), "unreadable": loaded.errors}
+    provenance = {
+        "workdir": str(args.workdir),
+        "model": trained.config["model"],
+        "step": trained.step,
+        "checkpoint": trained.checkpoint,
+        "target": args.target,
+        "devices": mesh.size,
+        "seconds": round(seconds, 2),
+        "unreadable": loaded.errors,
+    }
     summary = heatmaps.write_study(
-        args.out, result, loaded.images, loaded.paths, class_names, config, labels=labels,
-        lesion_boxes=boxes, provenance=provenance, overlays=not args.no_overlays,
+        args.out,
+        result,
+        loaded.images,
+        loaded.paths,
+        class_names,
+        config,
+        labels=labels,
+        lesion_boxes=boxes,
+        provenance=provenance,
+        overlays=not args.no_overlays,
         progress=_progress("overlays"),
     )
-    print(f"{len(loaded.paths)} heatmaps ({summary['windows_per_image']} windows each) in {seconds:.1f} s "
-          f"on {mesh.size} device(s) -> {args.out}")
+    print(
+        f"{len(loaded.paths)} heatmaps ({summary['windows_per_image']} windows each) in {seconds:.1f} s "
+        f"on {mesh.size} device(s) -> {args.out}"
+    )
     check = summary.get("lesion_check")
     if check and check["images_with_lesion"]:
         overlap, centre = check["overlap"], check["centre"]
-        print(f"lesion check: largest-drop window on the lesion in {overlap['hits']}/"
-              f"{check['images_with_lesion']} images ({100 * overlap['fraction']:.1f}%; centred on it: "
-              f"{100 * centre['fraction']:.1f}%; paper 94.7%)")
+        print(
+            f"lesion check: largest-drop window on the lesion in {overlap['hits']}/"
+            f"{check['images_with_lesion']} images ({100 * overlap['fraction']:.1f}%; centred on it: "
+            f"{100 * centre['fraction']:.1f}%; paper 94.7%)"
+        )
     return 1 if loaded.errors else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if min(args.window, args.stride, args.max_batch) < 1:
-        print("launch.occlusion: error: --window, --stride and --max_batch must be >= 1", file=sys.stderr)
+        print(
+            "launch.occlusion: error: --window, --stride and --max_batch must be >= 1",
+            file=sys.stderr,
+        )
         return 2
     runtime.setup_from_args(args)
     try:

@@ -75,12 +75,14 @@ def test_confusion_and_per_class_rates_hand_computed():
 
 def test_penalty_matrix_is_the_papers():
     p = metrics.oct_penalty_matrix(OCT)
-    expected = np.array([
-        [0, 1, 2, 4],  # CNV called DME 1, DRUSEN 2, NORMAL 4
-        [1, 0, 2, 4],  # DME
-        [1, 1, 0, 1],  # DRUSEN: any error 1
-        [1, 1, 1, 0],  # NORMAL
-    ])
+    expected = np.array(
+        [
+            [0, 1, 2, 4],  # CNV called DME 1, DRUSEN 2, NORMAL 4
+            [1, 0, 2, 4],  # DME
+            [1, 1, 0, 1],  # DRUSEN: any error 1
+            [1, 1, 1, 0],  # NORMAL
+        ]
+    )
     np.testing.assert_array_equal(p, expected)
     with pytest.raises(ValueError, match="CNV"):
         metrics.oct_penalty_matrix(("NORMAL", "PNEUMONIA"))
@@ -115,20 +117,35 @@ def test_oct_metrics_do_not_depend_on_class_order_or_case():
     assert m["urgent_referral/sensitivity"] == 0.5
     assert m["urgent_referral/auc"] == pytest.approx(10 / 16)
     assert metrics.referral_decisions(names, perm[OCT_PREDS]) == [
-        "urgent", "observation", "routine", "urgent", "observation", "observation", "urgent", "routine"]
+        "urgent",
+        "observation",
+        "routine",
+        "urgent",
+        "observation",
+        "observation",
+        "urgent",
+        "routine",
+    ]
 
 
 def test_chest_binary_and_three_class_tasks():
-    assert [t.name for t in metrics.binary_tasks(("NORMAL", "PNEUMONIA"))] == ["pneumonia_vs_normal"]
+    assert [t.name for t in metrics.binary_tasks(("NORMAL", "PNEUMONIA"))] == [
+        "pneumonia_vs_normal"
+    ]
     assert [t.name for t in metrics.binary_tasks(("bacteria", "virus"))] == ["bacterial_vs_viral"]
     names = ("NORMAL", "BACTERIA", "VIRUS")
-    assert [t.name for t in metrics.binary_tasks(names)] == ["pneumonia_vs_normal", "bacterial_vs_viral"]
-    probs = np.array([
-        [0.8, 0.1, 0.1],   # normal, right
-        [0.2, 0.5, 0.3],   # bacteria, right
-        [0.1, 0.3, 0.6],   # bacteria called virus: pneumonia right, pathogen wrong
-        [0.6, 0.1, 0.3],   # virus called normal: pneumonia wrong; pathogen (b vs v) right
-    ])
+    assert [t.name for t in metrics.binary_tasks(names)] == [
+        "pneumonia_vs_normal",
+        "bacterial_vs_viral",
+    ]
+    probs = np.array(
+        [
+            [0.8, 0.1, 0.1],  # normal, right
+            [0.2, 0.5, 0.3],  # bacteria, right
+            [0.1, 0.3, 0.6],  # bacteria called virus: pneumonia right, pathogen wrong
+            [0.6, 0.1, 0.3],  # virus called normal: pneumonia wrong; pathogen (b vs v) right
+        ]
+    )
     labels = np.array([0, 1, 1, 2])
     m = metrics.compute_metrics(probs, labels, names)
     assert m["pneumonia_vs_normal/sensitivity"] == 2 / 3
@@ -149,13 +166,15 @@ def test_generic_folder_classes_get_one_vs_rest():
     m = metrics.compute_metrics(probs, labels, names)
     assert "weighted_error" not in m and not metrics.binary_tasks(names)
     for c, name in enumerate(names):
-        assert m[f"per_class/{name}/auc"] == pytest.approx(brute_force_auc(labels == c, probs[:, c]))
+        assert m[f"per_class/{name}/auc"] == pytest.approx(
+            brute_force_auc(labels == c, probs[:, c])
+        )
     with pytest.raises(ValueError, match="do not match"):
         metrics.compute_metrics(probs[:, :2], labels, names)
 
 
 class TestBootstrap:
-    PATIENTS = ["p1", "p1", "p2", "p3", "p3", "p3", "p4"]
+    PATIENTS = ("p1", "p1", "p2", "p3", "p3", "p3", "p4")
 
     def test_resamples_whole_patients(self):
         groups = metrics.patient_groups(self.PATIENTS)
@@ -178,8 +197,13 @@ class TestBootstrap:
         probs = one_hot_probs(np.where(rng.random(40) < 0.8, labels, 1 - labels), 2)
         patients = [f"p{i}" for i in range(40)]
         single = metrics.evaluate(probs, labels, patients, ("NORMAL", "PNEUMONIA"), n_resamples=200)
-        repeated = metrics.evaluate(np.repeat(probs, 5, 0), np.repeat(labels, 5), np.repeat(patients, 5),
-                                    ("NORMAL", "PNEUMONIA"), n_resamples=200)
+        repeated = metrics.evaluate(
+            np.repeat(probs, 5, 0),
+            np.repeat(labels, 5),
+            np.repeat(patients, 5),
+            ("NORMAL", "PNEUMONIA"),
+            n_resamples=200,
+        )
         assert repeated.ci95["accuracy"] == single.ci95["accuracy"]
         lo, hi = single.ci95["accuracy"]
         assert lo < single.metrics["accuracy"] < hi and hi - lo > 0.1
@@ -187,8 +211,9 @@ class TestBootstrap:
 
     def test_perfect_classifier_has_degenerate_interval_and_json_output(self):
         labels = np.tile(np.arange(4), 10)
-        ev = metrics.evaluate(one_hot_probs(labels, 4), labels, [str(i // 2) for i in range(40)], OCT,
-                              n_resamples=100)
+        ev = metrics.evaluate(
+            one_hot_probs(labels, 4), labels, [str(i // 2) for i in range(40)], OCT, n_resamples=100
+        )
         assert ev.ci95["accuracy"] == (1.0, 1.0) and ev.metrics["weighted_error"] == 0.0
         doc = json.loads(json.dumps(ev.to_json()))
         assert doc["metrics"]["urgent_referral/auc"] == {"value": 1.0, "ci95": [1.0, 1.0]}

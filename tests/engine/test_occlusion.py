@@ -29,14 +29,21 @@ def planted_patch_model(variables, x):
 
 def tiny_cnn_params(seed=0, channels=2, classes=3):
     k1, k2 = jax.random.split(jax.random.key(seed))
-    return {"conv": jax.random.normal(k1, (3, 3, channels, 8)) * 0.5,
-            "dense": jax.random.normal(k2, (8, classes))}
+    return {
+        "conv": jax.random.normal(k1, (3, 3, channels, 8)) * 0.5,
+        "dense": jax.random.normal(k2, (8, classes)),
+    }
 
 
 def tiny_cnn(params, x):
-    y = jax.lax.conv_general_dilated(x, params["conv"], (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                     precision=jax.lax.Precision.HIGHEST)
+    y = jax.lax.conv_general_dilated(
+        x,
+        params["conv"],
+        (1, 1),
+        "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )
     pooled = jax.nn.relu(y).max(axis=(1, 2))  # max-pool: location-sensitive
     return jnp.dot(pooled, params["dense"], precision=jax.lax.Precision.HIGHEST)
 
@@ -86,7 +93,10 @@ def test_fill_that_changes_nothing_gives_zero_map(fill):
     """On a flat image, the mean and the blur equal the image: occluding it changes nothing."""
     flat = np.full((2, 16, 16, 1), 0.7, np.float32)
     result = occlusion.occlusion_sensitivity(
-        tiny_cnn, tiny_cnn_params(channels=1), flat, config=OcclusionConfig(window=5, stride=2, fill=fill)
+        tiny_cnn,
+        tiny_cnn_params(channels=1),
+        flat,
+        config=OcclusionConfig(window=5, stride=2, fill=fill),
     )
     np.testing.assert_allclose(result.drops, 0.0, atol=1e-6)
 
@@ -97,14 +107,19 @@ def test_planted_patch_gives_largest_drop_exactly_there_and_nowhere_else():
     images[:, y0 : y0 + side, x0 : x0 + side] = 1.0
     images[1] += 0.3  # a brighter background must not matter: the model ignores it
     cfg = OcclusionConfig(window=side, stride=2, fill="zero", max_batch=40)
-    result = occlusion.occlusion_sensitivity(planted_patch_model, {"scale": jnp.float32(8.0)}, images,
-                                             config=cfg)
+    result = occlusion.occlusion_sensitivity(
+        planted_patch_model, {"scale": jnp.float32(8.0)}, images, config=cfg
+    )
     np.testing.assert_array_equal(result.targets, 1)
     np.testing.assert_array_equal(result.peak_boxes(), [[y0, x0, y0 + side, x0 + side]] * 2)
     for n in range(2):
         d = result.drops[n]
-        overlaps = ((result.ys[:, None] + side > y0) & (result.ys[:, None] < y0 + side)
-                    & (result.xs[None, :] + side > x0) & (result.xs[None, :] < x0 + side))
+        overlaps = (
+            (result.ys[:, None] + side > y0)
+            & (result.ys[:, None] < y0 + side)
+            & (result.xs[None, :] + side > x0)
+            & (result.xs[None, :] < x0 + side)
+        )
         assert np.all(d[overlaps] > 0) and np.all(d[~overlaps] == 0)
         assert np.sum(d == d.max()) == 1
         pixel_map = result.pixel_maps()[n]
@@ -113,8 +128,7 @@ def test_planted_patch_gives_largest_drop_exactly_there_and_nowhere_else():
         assert y0 <= iy < y0 + side and x0 <= ix < x0 + side
     boxes = np.array([[y0, x0, y0 + side, x0 + side], [0, 0, 4, 4]])
     assert occlusion.lesion_hits(result, boxes, "centre").tolist() == [True, False]
-    assert occlusion.lesion_hits(result, boxes, "overlap").tolist() == [
-        True, False]
+    assert occlusion.lesion_hits(result, boxes, "overlap").tolist() == [True, False]
 
 
 def test_identical_to_naive_loop_over_single_occluded_images(random_images):
@@ -132,8 +146,11 @@ def test_independent_of_chunk_size_and_device_count(random_images):
     results = []
     for max_batch, devices in [(8, 8), (24, 8), (1000, 8), (7, 1), (64, 1)]:
         cfg = OcclusionConfig(window=4, stride=2, fill="blur", max_batch=max_batch)
-        results.append(occlusion.occlusion_sensitivity(tiny_cnn, params, random_images, config=cfg,
-                                                       mesh=make_mesh(devices)).drops)
+        results.append(
+            occlusion.occlusion_sensitivity(
+                tiny_cnn, params, random_images, config=cfg, mesh=make_mesh(devices)
+            ).drops
+        )
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], atol=1e-6)
 
@@ -143,31 +160,52 @@ def test_label_targets_and_progress(random_images):
     seen = []
     labels = np.array([2, 0, 1])
     result = occlusion.occlusion_sensitivity(
-        tiny_cnn, params, random_images, targets=labels,
-        config=OcclusionConfig(window=6, stride=5, max_batch=16), progress=lambda d, t: seen.append((d, t)),
+        tiny_cnn,
+        params,
+        random_images,
+        targets=labels,
+        config=OcclusionConfig(window=6, stride=5, max_batch=16),
+        progress=lambda d, t: seen.append((d, t)),
     )
     np.testing.assert_array_equal(result.targets, labels)
     assert seen[-1] == (3 * 3 * 3, 27) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     with pytest.raises(ValueError, match="class indices"):
-        occlusion.occlusion_sensitivity(tiny_cnn, params, random_images, targets=np.array([0, 1, 3]),
-                                        config=OcclusionConfig(window=6, stride=5, max_batch=16))
+        occlusion.occlusion_sensitivity(
+            tiny_cnn,
+            params,
+            random_images,
+            targets=np.array([0, 1, 3]),
+            config=OcclusionConfig(window=6, stride=5, max_batch=16),
+        )
 
 
 def test_pixel_map_averages_covering_windows():
     result = occlusion.OcclusionResult(
-        probabilities=np.zeros((1, 2)), targets=np.zeros(1, np.int32),
-        drops=np.array([[[1.0, 3.0]]]), ys=np.array([0]), xs=np.array([0, 2]), window=3, image_shape=(4, 6),
+        probabilities=np.zeros((1, 2)),
+        targets=np.zeros(1, np.int32),
+        drops=np.array([[[1.0, 3.0]]]),
+        ys=np.array([0]),
+        xs=np.array([0, 2]),
+        window=3,
+        image_shape=(4, 6),
     )
     # windows cover rows 0-2 and columns 0-2 (drop 1) and 2-4 (drop 3): column 2 averages both;
     # uncovered column 5 and row 3 take the nearest window (centres at columns 1 and 3; ties: first)
     covered = [1.0, 1.0, 2.0, 3.0, 3.0, 3.0]
-    np.testing.assert_allclose(result.pixel_maps()[0], [covered] * 3 + [[1.0, 1.0, 1.0, 3.0, 3.0, 3.0]])
+    np.testing.assert_allclose(
+        result.pixel_maps()[0], [covered] * 3 + [[1.0, 1.0, 1.0, 3.0, 3.0, 3.0]]
+    )
 
 
 def test_pixel_map_fills_gaps_when_stride_exceeds_window():
     result = occlusion.OcclusionResult(
-        probabilities=np.zeros((1, 2)), targets=np.zeros(1, np.int32),
-        drops=np.array([[[1.0, 5.0]]]), ys=np.array([0]), xs=np.array([0, 5]), window=2, image_shape=(2, 7),
+        probabilities=np.zeros((1, 2)),
+        targets=np.zeros(1, np.int32),
+        drops=np.array([[[1.0, 5.0]]]),
+        ys=np.array([0]),
+        xs=np.array([0, 5]),
+        window=2,
+        image_shape=(2, 7),
     )
     # windows at columns 0-1 and 5-6; the gap 2-4 takes the nearest centre (0.5 or 5.5; ties: first)
     np.testing.assert_allclose(result.pixel_maps()[0], [[1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0]] * 2)
@@ -188,9 +226,16 @@ def test_box_mapping_follows_the_evaluation_preprocessing():
     cfg = PreprocessConfig(input_size=48, crop_fraction=0.8, channels=1, interpolation="nearest")
     prepared = load_image(image, cfg)[..., 0]
     ys, xs = np.nonzero(prepared > 127)
-    mapped = occlusion.box_in_model_input((30, 90, 70, 150), (120, 200), cfg.input_size, cfg.resize_size)
+    mapped = occlusion.box_in_model_input(
+        (30, 90, 70, 150), (120, 200), cfg.input_size, cfg.resize_size
+    )
     np.testing.assert_allclose(mapped, [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], atol=1.0)
-    assert occlusion.box_in_model_input((0, 0, 5, 5), (120, 200), 48, 60).tolist() == [-1, -1, -1, -1]
+    assert occlusion.box_in_model_input((0, 0, 5, 5), (120, 200), 48, 60).tolist() == [
+        -1,
+        -1,
+        -1,
+        -1,
+    ]
 
 
 @pytest.mark.slow
@@ -234,14 +279,21 @@ def test_small_network_trained_on_synthetic_lesions_points_at_them():
 
     apply_fn, state = occlusion.normalized_apply_fn(model, (0.5,), (0.25,))
     result = occlusion.occlusion_sensitivity(
-        apply_fn, state, test_x, targets=test_y,
+        apply_fn,
+        state,
+        test_x,
+        targets=test_y,
         config=OcclusionConfig(window=12, stride=4, fill="mean", max_batch=256),
     )
     assert np.mean(np.argmax(result.probabilities, axis=1) == test_y) >= 0.9  # it learned the task
-    boxes = np.stack([
-        occlusion.box_in_model_input(r.lesion_box, (128, 160), 64, cfg.resize_size) if r.lesion_box
-        else np.full(4, -1.0) for r in records
-    ])
+    boxes = np.stack(
+        [
+            occlusion.box_in_model_input(r.lesion_box, (128, 160), 64, cfg.resize_size)
+            if r.lesion_box
+            else np.full(4, -1.0)
+            for r in records
+        ]
+    )
     with_lesion = boxes[:, 0] >= 0
     assert with_lesion.sum() == 18  # CNV, DME and DRUSEN images; NORMAL has none
     hits = occlusion.lesion_hits(result, boxes, "overlap")[with_lesion]

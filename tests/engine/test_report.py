@@ -28,9 +28,14 @@ def oct_evaluation():
 
 def test_paper_rows_follow_the_class_set(oct_evaluation):
     ev, *_ = oct_evaluation
-    assert [r.model for r in report.paper_rows(ev)][0].startswith("paper, full model")
-    chest = metrics.evaluate(np.array([[0.8, 0.2], [0.3, 0.7]]), np.array([0, 1]), ["a", "b"],
-                             ("NORMAL", "PNEUMONIA"), n_resamples=5)
+    assert report.paper_rows(ev)[0].model.startswith("paper, full model")
+    chest = metrics.evaluate(
+        np.array([[0.8, 0.2], [0.3, 0.7]]),
+        np.array([0, 1]),
+        ["a", "b"],
+        ("NORMAL", "PNEUMONIA"),
+        n_resamples=5,
+    )
     (row,) = report.paper_rows(chest)
     assert row.task == "pneumonia_vs_normal" and row.values["auc"] == 0.968
     for key in ("accuracy", "sensitivity", "specificity", "auc"):
@@ -48,7 +53,9 @@ def test_report_files(tmp_path, oct_evaluation):
 
     doc = json.loads(out["json"].read_text())
     assert doc["provenance"] == provenance and doc["n_images"] == 40 and doc["n_patients"] == 20
-    assert doc["metrics"]["weighted_error"]["value"] == pytest.approx(ev.metrics["weighted_error"], abs=1e-6)
+    assert doc["metrics"]["weighted_error"]["value"] == pytest.approx(
+        ev.metrics["weighted_error"], abs=1e-6
+    )
     lo, hi = doc["metrics"]["urgent_referral/auc"]["ci95"]
     assert lo <= doc["metrics"]["urgent_referral/auc"]["value"] <= hi
     assert doc["paper"]["experts_weighted_error"]["mean"] == 0.048
@@ -57,24 +64,41 @@ def test_report_files(tmp_path, oct_evaluation):
     with open(out["csv"], newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 40
-    assert list(table[0]) == ["path", "patient", "label", "prediction", "p_CNV", "p_DME", "p_DRUSEN",
-                              "p_NORMAL", "referral"]
+    assert list(table[0]) == [
+        "path",
+        "patient",
+        "label",
+        "prediction",
+        "p_CNV",
+        "p_DME",
+        "p_DRUSEN",
+        "p_NORMAL",
+        "referral",
+    ]
     for row, p in zip(table, probs):
         assert row["prediction"] == OCT[int(np.argmax(p))]
-        assert row["referral"] == {"CNV": "urgent", "DME": "urgent", "DRUSEN": "routine",
-                                   "NORMAL": "observation"}[row["prediction"]]
+        assert (
+            row["referral"]
+            == {"CNV": "urgent", "DME": "urgent", "DRUSEN": "routine", "NORMAL": "observation"}[
+                row["prediction"]
+            ]
+        )
         assert sum(float(row[f"p_{c}"]) for c in OCT) == pytest.approx(1.0, abs=1e-5)
 
     page = out["html"].read_text()
     for needle in ("paper, full model", "97.8%", "weighted_error", "ours at arg-max", "experts"):
         assert needle in page
-    for block in re.findall(r"<svg.*?</svg>", page, flags=re.S):
+    for block in re.findall(r"<svg.*?</svg>", page, flags=re.DOTALL):
         ET.fromstring(block)  # every chart is well-formed XML
 
 
 def test_roc_svg_places_points_where_they_belong():
-    chart = svg.roc_svg("t", [svg.RocSeries("s", np.array([0, 0, 1.0]), np.array([0, 1.0, 1]))],
-                        [svg.RocMarker("m", 0.5, 0.5)], size=260)  # 200-px plot square from (48, 28)
+    chart = svg.roc_svg(
+        "t",
+        [svg.RocSeries("s", np.array([0, 0, 1.0]), np.array([0, 1.0, 1]))],
+        [svg.RocMarker("m", 0.5, 0.5)],
+        size=260,
+    )  # 200-px plot square from (48, 28)
     root = ET.fromstring(chart)
     ns = "{http://www.w3.org/2000/svg}"
     points = root.find(f"{ns}polyline[@stroke='{svg.PALETTE[0]}']").get("points").split()
@@ -85,7 +109,10 @@ def test_roc_svg_places_points_where_they_belong():
 
 def test_confusion_svg_shows_every_count():
     counts = np.array([[5, 1], [0, 7]])
-    texts = [t.text for t in ET.fromstring(svg.confusion_svg(counts, ["a", "b"])).iter()
-             if t.tag.endswith("text")]
+    texts = [
+        t.text
+        for t in ET.fromstring(svg.confusion_svg(counts, ["a", "b"])).iter()
+        if t.tag.endswith("text")
+    ]
     for value in ("5", "1", "0", "7", "83.3%", "100.0%"):
         assert value in texts

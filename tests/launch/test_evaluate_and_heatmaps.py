@@ -24,11 +24,24 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval_run")
     data = write_synthetic(root / "data", per_class={"train": 8, "test": PER_CLASS_TEST})
     workdir = root / "run"
-    code = train.main([
-        "--dataset=synthetic", f"--data_dir={data}", "--model=small_cnn", "--transfer=scratch",
-        "--in_channels=1", "--input_size=32", "--steps=6", "--batch_size=8", "--val_fraction=0.25",
-        "--eval_every=3", f"--workdir={workdir}", "--devices=8", "--no-progress", "--final_split=none",
-    ])
+    code = train.main(
+        [
+            "--dataset=synthetic",
+            f"--data_dir={data}",
+            "--model=small_cnn",
+            "--transfer=scratch",
+            "--in_channels=1",
+            "--input_size=32",
+            "--steps=6",
+            "--batch_size=8",
+            "--val_fraction=0.25",
+            "--eval_every=3",
+            f"--workdir={workdir}",
+            "--devices=8",
+            "--no-progress",
+            "--final_split=none",
+        ]
+    )
     assert code == 0
     return workdir, data
 
@@ -44,8 +57,15 @@ def test_evaluate_counts_every_image_once_whatever_the_device_count(trained_run,
     outs = {}
     for devices in (8, 1):
         out = tmp_path / f"d{devices}"
-        code = evaluate.main([f"--workdir={workdir}", f"--out={out}", f"--devices={devices}",
-                              "--batch_size=8", "--bootstrap=50"])
+        code = evaluate.main(
+            [
+                f"--workdir={workdir}",
+                f"--out={out}",
+                f"--devices={devices}",
+                "--batch_size=8",
+                "--bootstrap=50",
+            ]
+        )
         assert code == 0, capsys.readouterr().err
         outs[devices] = out
     doc = json.loads((outs[8] / "report.json").read_text())
@@ -53,14 +73,23 @@ def test_evaluate_counts_every_image_once_whatever_the_device_count(trained_run,
     assert doc["n_images"] == n and doc["provenance"]["images"] == n
     assert doc["provenance"]["model"] == "small_cnn" and doc["provenance"]["split"] == "test"
     assert "git_commit" in doc["provenance"] and doc["provenance"]["dataset"] == "synthetic"
-    for key in ("accuracy", "weighted_error", "urgent_referral/sensitivity", "urgent_referral/auc",
-                "per_class/DRUSEN/specificity"):
+    for key in (
+        "accuracy",
+        "weighted_error",
+        "urgent_referral/sensitivity",
+        "urgent_referral/auc",
+        "per_class/DRUSEN/specificity",
+    ):
         assert set(doc["metrics"][key]) == {"value", "ci95"}
     rows8, rows1 = _read_csv(outs[8] / "predictions.csv"), _read_csv(outs[1] / "predictions.csv")
     assert len(rows8) == n and len({r["path"] for r in rows8}) == n
-    assert sorted(r["path"] for r in rows8) == sorted(str(p) for p in (data / "test").rglob("*.png"))
+    assert sorted(r["path"] for r in rows8) == sorted(
+        str(p) for p in (data / "test").rglob("*.png")
+    )
     for a, b in zip(rows8, rows1):
-        assert a["path"] == b["path"] and a["label"] == b["label"] and a["referral"] == b["referral"]
+        assert (
+            a["path"] == b["path"] and a["label"] == b["label"] and a["referral"] == b["referral"]
+        )
         for c in ("CNV", "DME", "DRUSEN", "NORMAL"):
             assert float(a[f"p_{c}"]) == pytest.approx(float(b[f"p_{c}"]), abs=1e-5)
     page = (outs[8] / "report.html").read_text()
@@ -80,8 +109,18 @@ def test_occlusion_writes_heatmaps_overlays_and_lesion_check(trained_run, tmp_pa
     shutil.copy(data / "boxes.json", images / "boxes.json")
     (images / "test" / "CNV" / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "occ"
-    code = occlusion.main([f"--workdir={workdir}", f"--images={images / 'test'}", "--window=8", "--stride=4",
-                           "--target=label", "--max_batch=64", f"--out={out}", "--devices=8"])
+    code = occlusion.main(
+        [
+            f"--workdir={workdir}",
+            f"--images={images / 'test'}",
+            "--window=8",
+            "--stride=4",
+            "--target=label",
+            "--max_batch=64",
+            f"--out={out}",
+            "--devices=8",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "broken.png" in captured.err  # reported by name, the rest still done
     n = 4 * PER_CLASS_TEST
@@ -105,8 +144,15 @@ def test_predict_workdir_mode(trained_run, tmp_path, capsys):
     workdir, data = trained_run
     (tmp_path / "broken.jpeg").write_bytes(b"\xff\xd8\xffgarbage")
     out = tmp_path / "pred.csv"
-    code = predict.main([f"--workdir={workdir}", str(data / "test" / "DME"), str(tmp_path / "broken.jpeg"),
-                         f"--out={out}", f"--heatmaps={tmp_path / 'maps'}"])
+    code = predict.main(
+        [
+            f"--workdir={workdir}",
+            str(data / "test" / "DME"),
+            str(tmp_path / "broken.jpeg"),
+            f"--out={out}",
+            f"--heatmaps={tmp_path / 'maps'}",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "broken.jpeg" in captured.err
     rows = _read_csv(out)
