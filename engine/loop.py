@@ -52,8 +52,11 @@ class LoopResult:
 
 
 def summarise(pending: list[dict[str, Any]], first_step: int, seconds: float,
-              last_checkpoint: Callable[[], str | None]) -> dict[str, float]:
-    """Fetch pending step metrics, check them, and average them into one summary."""
+              last_checkpoint: Callable[[], str | None], untimed: int = 0) -> dict[str, float]:
+    """Fetch pending step metrics, check them, and average them into one summary.
+
+    The first ``untimed`` steps (the one that compiled) do not count towards images/s.
+    """
     fetched = jax.device_get(pending)
     for offset, metrics in enumerate(fetched):
         for name in ("loss", "grad_norm"):
@@ -61,13 +64,15 @@ def summarise(pending: list[dict[str, Any]], first_step: int, seconds: float,
             if not math.isfinite(value):
                 raise NonFiniteError(first_step + offset, name, value, last_checkpoint())
     count = sum(float(m["count"]) for m in fetched)
+    timed = fetched[untimed:]
     summary = {
         "loss": sum(float(m["loss"]) for m in fetched) / len(fetched),
         "accuracy": sum(float(m["correct"]) for m in fetched) / max(count, 1.0),
         "lr": float(fetched[-1]["lr"]),
-        "images_per_sec": count / seconds if seconds > 0 else 0.0,
-        "steps_per_sec": len(fetched) / seconds if seconds > 0 else 0.0,
     }
+    if timed and seconds > 0:
+        summary["images_per_sec"] = sum(float(m["count"]) for m in timed) / seconds
+        summary["steps_per_sec"] = len(timed) / seconds
     if "grad_norm" in fetched[-1]:
         summary["grad_norm"] = sum(float(m["grad_norm"]) for m in fetched) / len(fetched)
     return summary
@@ -92,15 +97,17 @@ def train_loop(
     trainer saves a checkpoint there) and the loop returns with ``stopped`` set.
     """
     stop = stop or StopRequest()
-    step = int(jax.device_get(state.step))
+    step = start = int(jax.device_get(state.step))
     multi_process = jax.process_count() > 1
     pending: list[dict[str, Any]] = []
     tick = time.perf_counter()
+    untimed = 0
 
     def flush() -> dict[str, float]:
-        nonlocal pending, tick
-        summary = summarise(pending, step - len(pending) + 1, time.perf_counter() - tick, last_checkpoint)
-        pending = []
+        nonlocal pending, untimed
+        seconds = time.perf_counter() - tick
+        summary = summarise(pending, step - len(pending) + 1, seconds, last_checkpoint, untimed)
+        pending, untimed = [], 0
         if progress is not None:
             progress.update(step, summary)
         return summary
@@ -109,6 +116,9 @@ def train_loop(
         state, metrics = train_step(state, next(batches))
         step += 1
         pending.append(metrics)
+        if len(pending) == 1 and step == start + 1:  # compiled: time the steps after it
+            jax.block_until_ready(metrics)
+            tick, untimed = time.perf_counter(), 1
         due = [h for h in hooks if step % h.every == 0 or step == total_steps]
         at_flush = due or step % flush_every == 0
         stopping = stop.agreed() if (multi_process and at_flush) else (not multi_process and stop.requested)

@@ -55,16 +55,29 @@ class ModelDef:
     rest: Any  # RNG streams etc.: not trained, not checkpointed, re-seeded per step
     trainable_units: tuple[str, ...]  # path prefixes whose parameters train
     classifier_path: str  # the (main) classifier, e.g. "head"
-    rng_tags: tuple[str, ...] = ()  # RNG streams in the model (dropout, stochastic depth)
 
-    def merge(self, params: Tree, frozen: Tree, batch_stats: Tree, *, train: bool) -> nnx.Module:
+    def merge(self, params: Tree, frozen: Tree, batch_stats: Tree, *, train: bool,
+              rest: Any = None) -> nnx.Module:
         graphdef = self.graphdef_train if train else self.graphdef_eval
-        return nnx.merge(graphdef, params, frozen, batch_stats, self.rest)
+        return nnx.merge(graphdef, params, frozen, batch_stats, self.rest if rest is None else rest)
 
-    def reseed(self, model: nnx.Module, key: jax.Array) -> None:
-        """Point every RNG stream of ``model`` at ``key`` (the step's ``fold_in(seed, step)``)."""
-        if self.rng_tags:
-            nnx.reseed(model, **{tag: key for tag in self.rng_tags})
+    def seeded_rest(self, key: jax.Array) -> Any:
+        """The RNG streams for one step: stream i gets ``fold_in(key, i)`` and a zero count.
+
+        ``key`` is the step's ``fold_in(seed, step)``, so a resumed run draws the same dropout
+        and stochastic-depth masks as an uninterrupted one; distinct per-stream keys keep the
+        layers' masks independent of each other.
+        """
+        flat, index = [], 0
+        for path, var in nnx.to_flat_state(self.rest):
+            if isinstance(var, nnx.RngKey):
+                var = var.replace(jax.random.fold_in(key, index))
+                index += 1
+            elif isinstance(var, nnx.RngCount):
+                var = var.replace(jnp.zeros_like(var[...]))
+            flat.append((path, var))
+        # Plain arrays, so that merging inside a transform (jax.grad) makes fresh Variables there.
+        return nnx.to_pure_dict(nnx.from_flat_state(flat))
 
 
 def stage_units(model: nnx.Module) -> list[str]:
@@ -130,8 +143,7 @@ def split_model(model: nnx.Module, config: TrainConfig, metadata: WeightMetadata
     graphdef_eval, *_ = nnx.split(model, trainable, nnx.Param, nnx.BatchStat, ...)
     _set_modes(model, units, config, train=True)
     graphdef_train, params, frozen, stats, rest = nnx.split(model, trainable, nnx.Param, nnx.BatchStat, ...)
-    tags = tuple(sorted({v.tag for _, v in nnx.to_flat_state(rest) if isinstance(v, nnx.RngKey)}))
-    model_def = ModelDef(graphdef_train, graphdef_eval, rest, units, metadata.classifier_paths[0], tags)
+    model_def = ModelDef(graphdef_train, graphdef_eval, rest, units, metadata.classifier_paths[0])
     return model_def, nnx.to_pure_dict(params), nnx.to_pure_dict(frozen), nnx.to_pure_dict(stats)
 
 

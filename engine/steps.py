@@ -63,11 +63,10 @@ def make_train_step(
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         images = prepare_images(batch["image"], metadata, dtype)
         labels, mask = batch["label"], batch["mask"]
-        key = jax.random.fold_in(base_key, state.step)
+        rest = model_def.seeded_rest(jax.random.fold_in(base_key, state.step))
 
         def loss_fn(params):
-            model = model_def.merge(params, state.frozen, state.batch_stats, train=True)
-            model_def.reseed(model, key)
+            model = model_def.merge(params, state.frozen, state.batch_stats, train=True, rest=rest)
             logits, _ = model(images)
             loss = cross_entropy(logits, labels, mask, label_smoothing=config.label_smoothing,
                                  class_weights=weights)

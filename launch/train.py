@@ -62,7 +62,8 @@ HELP = {
     "checkpoint_every": "steps between checkpoints (default: at each validation)",
     "keep_checkpoints": "latest checkpoints kept",
     "best_metric": "validation metric that picks the best checkpoint: accuracy, balanced_accuracy, loss",
-    "final_split": "split evaluated with the best checkpoint at the end ('none' to skip)",
+    "final_split": "split evaluated with the best checkpoint at the end, full report via launch.evaluate "
+                   "('none' to skip)",
     "progress": "show the progress bar",
 }
 
@@ -142,7 +143,17 @@ def missing_data_message(config) -> str | None:
     return None
 
 
-def print_summary(summary, config, elapsed: float) -> None:
+def write_report(config, args: argparse.Namespace) -> dict[str, Any]:
+    """The paper's metrics on ``config.final_split`` with the best checkpoint (launch.evaluate)."""
+    from launch import evaluate
+
+    eval_args = evaluate.build_parser().parse_args(
+        [f"--workdir={config.workdir}", f"--split={config.final_split}"]
+        + ([f"--devices={args.devices}"] if args.devices else []))
+    return evaluate.evaluate_run(eval_args)
+
+
+def print_summary(summary, config, elapsed: float, report: dict[str, Any] | None = None) -> None:
     root = summary.workdir
     lines = [
         "",
@@ -161,6 +172,8 @@ def print_summary(summary, config, elapsed: float) -> None:
     if summary.test:
         lines.append(f"  {config.final_split:<13} accuracy {summary.test['accuracy']:.4f} "
                      f"(balanced {summary.test['balanced_accuracy']:.4f}) on {int(summary.test['count'])} images")
+    for kind, path in (report or {}).items():
+        lines.append(f"  report {kind:<6} {path}")
     if summary.stopped:
         lines.append(f"  stopped early ({summary.stopped}); run the same command again to resume")
     print("\n".join(lines), flush=True)
@@ -186,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("absl", "jax", "orbax", "grain"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    from data_pipelines.integrity import BadImageError
     from data_pipelines.layout import DatasetLayoutError
     from engine.loop import NonFiniteError
     from engine.mesh import make_mesh
@@ -201,19 +215,23 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{mesh.devices.flat[0].platform} devices in {jax.process_count()} process(es) -> "
               f"{config.workdir}", flush=True)
     start = time.perf_counter()
+    report = None
     try:
-        summary = train(config, mesh)
+        # The final split goes through launch.evaluate (the full report), not the trainer's quick check.
+        summary = train(config.replace(final_split=None), mesh)
+        if config.final_split and summary.stopped is None:
+            report = write_report(config, args)
     except NonFiniteError as err:
         print(f"launch.train: error: {err}", file=sys.stderr)
         return 3
-    except (DatasetLayoutError, FileNotFoundError, WeightFileError, ValueError) as err:
+    except (BadImageError, DatasetLayoutError, FileNotFoundError, WeightFileError, ValueError) as err:
         print(f"launch.train: error: {err}", file=sys.stderr)
         if config.pretrained and str(config.pretrained) in str(err):
             print("  ImageNet weights are converted once with `python -m launch.convert` "
                   "(engine/presets.py shows the Inception-V3 command)", file=sys.stderr)
         return 2
     if lead:
-        print_summary(summary, config, time.perf_counter() - start)
+        print_summary(summary, config, time.perf_counter() - start, report)
     return 0
 
 

@@ -1,0 +1,44 @@
+"""``python -m launch.train``: argument errors, the missing-data message, a smoke preset run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from launch import train
+
+
+def test_missing_oct_data_names_the_archive_and_layout(capsys):
+    assert train.main(["--dataset=oct"]) == 2
+    err = capsys.readouterr().err
+    assert "doi:10.17632/rscbjbr9sj.2" in err and "kermany2018" in err
+    assert "{CNV,DME,DRUSEN,NORMAL}" in err and "--data_dir" in err
+
+
+def test_bad_config_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        train.main(["--dataset=oct_sample", "--transfer=scratch", "--pretrained=x.npz"])
+    assert caught.value.code == 2
+    assert "drop --pretrained" in capsys.readouterr().err
+
+
+def test_missing_weight_file_is_named(tmp_path, capsys):
+    code = train.main(["--dataset=oct_sample", "--model=small_cnn", "--pretrained=nowhere.npz",
+                       f"--workdir={tmp_path}", "--devices=8", "--no-progress"])
+    assert code == 2
+    assert "nowhere.npz" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_smoke_runs_with_real_weights(tmp_path, capsys):
+    """The demo's code path (EfficientNet-Lite0 ImageNet weights, linear probe) at 64 px."""
+    code = train.main(["--preset=demo_smoke", f"--workdir={tmp_path}", "--devices=8", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert str(tmp_path / "metrics.jsonl") in out
+    report = json.loads((tmp_path / "eval" / "test" / "report.json").read_text())
+    assert str(tmp_path / "eval" / "test" / "report.html") in out
+    assert report["provenance"]["images"] == 32
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["pretrained"] == "efficientnet_lite0.in1k" and config["transfer"] == "linear_probe"
