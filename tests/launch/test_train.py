@@ -31,6 +31,7 @@ def test_missing_weight_file_is_named(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.foreign  # the ImageNet weights are converted from their torch file on first use
 def test_demo_smoke_runs_with_real_weights(tmp_path, capsys):
     """The demo's code path (EfficientNet-Lite0 ImageNet weights, linear probe) at 64 px."""
     code = train.main(["--preset=demo_smoke", f"--workdir={tmp_path}", "--devices=8", "--no-progress"])
