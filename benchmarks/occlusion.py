@@ -234,7 +234,9 @@ def monai_unit(
         num_classes=args.classes,
         bias_downsample=False,
     ).eval()
-    overlap = 1.0 - (args.stride + 0.5) / args.window  # int(window * (1 - overlap)) == stride
+    overlap = max(
+        0.0, 1.0 - (args.stride + 0.5) / args.window
+    )  # int(window * (1 - overlap)) == stride
     shape = (args.size, args.size)
     interval = _get_scan_interval(shape, (args.window,) * 2, 2, (overlap,) * 2)
     monai_windows = len(dense_patch_slices(shape, (args.window,) * 2, interval))
