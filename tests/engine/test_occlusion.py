@@ -238,7 +238,6 @@ def test_box_mapping_follows_the_evaluation_preprocessing():
     ]
 
 
-@pytest.mark.slow
 def test_small_network_trained_on_synthetic_lesions_points_at_them():
     """Train small_cnn (plain optax, ~200 steps) on planted lesions; its heatmaps find them."""
     import optax

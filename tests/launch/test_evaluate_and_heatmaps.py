@@ -51,7 +51,6 @@ def _read_csv(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow  # shares a trained run (~15-30 s to train on 2 cores)
 def test_evaluate_counts_every_image_once_whatever_the_device_count(trained_run, tmp_path, capsys):
     workdir, data = trained_run
     outs = {}
@@ -101,7 +100,6 @@ def test_evaluate_reports_a_missing_run(tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # shares a trained run (~15-30 s to train on 2 cores)
 def test_occlusion_writes_heatmaps_overlays_and_lesion_check(trained_run, tmp_path, capsys):
     workdir, data = trained_run
     images = tmp_path / "images"
@@ -139,7 +137,6 @@ def test_occlusion_writes_heatmaps_overlays_and_lesion_check(trained_run, tmp_pa
     assert "lesion check" in captured.out
 
 
-@pytest.mark.slow  # shares a trained run (~15-30 s to train on 2 cores)
 def test_predict_workdir_mode(trained_run, tmp_path, capsys):
     workdir, data = trained_run
     (tmp_path / "broken.jpeg").write_bytes(b"\xff\xd8\xffgarbage")
