@@ -17,6 +17,7 @@ TRANSFERS = ("linear_probe", "finetune", "scratch")
 DTYPES = ("float32", "bfloat16")
 BN_MODES = ("train", "frozen")
 CLASS_WEIGHTINGS = ("none", "balanced")
+AUTO = "auto"
 BEST_METRICS = {"accuracy": "max", "balanced_accuracy": "max", "loss": "min"}
 
 
@@ -25,9 +26,11 @@ class TrainConfig:
     """One training run. Defaults are a small, safe fine-tune; presets set the paper's runs."""
 
     # What to train.
-    model: str = "small_cnn"
-    pretrained: str | None = None  # a converted weight file or a registered tag
-    transfer: Transfer = "finetune"
+    model: str = "efficientnet_lite0"
+    # A converted weight file, a registered tag, None (random), or "auto": the model's one
+    # registered ImageNet tag (e.g. efficientnet_lite0.in1k) unless transfer is "scratch".
+    pretrained: str | None = AUTO
+    transfer: Transfer = "linear_probe"
     finetune_stages: int | None = None  # None: the whole backbone; N: only its last N stages
     bn_mode: Literal["train", "frozen"] = "train"  # BatchNorm statistics updated or frozen
     backbone_lr_scale: float = 0.1  # backbone lr = lr * this (finetune only)
@@ -49,7 +52,7 @@ class TrainConfig:
 
     # Optimisation.
     steps: int | None = None
-    epochs: float | None = None  # used when steps is None
+    epochs: float | None = 10.0  # used when steps is None
     batch_size: int = 64  # global, over all devices and processes
     eval_batch_size: int | None = None  # None: batch_size
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
@@ -97,7 +100,7 @@ class TrainConfig:
             (self.log_every > 0, "log_every must be positive"),
             (not (self.class_balanced_sampling and self.class_weighting != "none"),
              "choose class-balanced sampling or a class-weighted loss, not both"),
-            (self.transfer != "scratch" or self.pretrained is None,
+            (self.transfer != "scratch" or self.pretrained in (None, AUTO),
              "transfer=scratch trains from random initialisation: drop --pretrained"),
         ]
         problems = [msg for ok, msg in checks if not ok]

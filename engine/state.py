@@ -14,6 +14,7 @@ the trained stages always use their running statistics; inside them ``bn_mode`` 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import flax.struct
@@ -24,9 +25,11 @@ from flax import nnx
 from jax.sharding import Mesh
 
 import models
-from engine.config import TrainConfig
+from engine.config import AUTO, TrainConfig
 from engine.mesh import place_replicated, replicated
 from models.metadata import WeightMetadata
+
+log = logging.getLogger(__name__)
 
 Tree = dict[str, Any]
 
@@ -165,8 +168,21 @@ def subtree(tree: Tree, like: Tree) -> Tree:
     return {k: subtree(tree[k], v) if isinstance(v, dict) else tree[k] for k, v in like.items()}
 
 
+def resolve_pretrained(config: TrainConfig) -> TrainConfig:
+    """``pretrained="auto"`` -> the model's single registered tag (None for scratch or none)."""
+    if config.pretrained == AUTO:
+        tags = [t for t in models.list_pretrained() if t.split(".")[0] == config.model]
+        chosen = tags[0] if config.transfer != "scratch" and len(tags) == 1 else None
+        config = config.replace(pretrained=chosen)
+    if config.pretrained is None and config.transfer != "scratch":
+        log.warning("%s with no pretrained weights: the backbone starts from random initialisation "
+                    "(pass --pretrained=FILE_OR_TAG)", config.transfer)
+    return config
+
+
 def build_model(config: TrainConfig, num_classes: int, *, pretrained: bool = True) -> nnx.Module:
     """The model the config asks for, on the host (weights loaded strictly when pretrained)."""
+    config = resolve_pretrained(config)
     return models.create(
         config.model,
         num_classes=num_classes,

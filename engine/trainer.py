@@ -36,7 +36,7 @@ from engine.optim import make_optimizer
 from engine.preemption import StopRequest
 from engine.progress import ProgressBar
 from engine.run_log import RunLog
-from engine.state import build_model, init_train_state
+from engine.state import build_model, init_train_state, resolve_pretrained
 from engine.steps import compute_dtype, make_forward, make_train_step
 from engine.tasks import restrict_classes
 from engine.validation import classification_metrics, gather_outputs
@@ -180,6 +180,7 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
     """Train (or resume) the run ``config`` describes on ``mesh``; see the module docstring."""
     from data_pipelines.pipeline import make_train_iterator
 
+    config = resolve_pretrained(config)
     workdir = Workdir(config.workdir)
     lead = jax.process_index() == 0
     data = open_run_data(config)

@@ -23,7 +23,8 @@ from launch.runtime import add_device_flags, setup_from_args
 
 HELP = {
     "model": "architecture (models.list_models(): small_cnn, resnet18..152, inception_v3, efficientnet_lite0)",
-    "pretrained": "converted weight file (launch.convert) or registered tag, e.g. efficientnet_lite0.in1k",
+    "pretrained": "converted weight file (launch.convert), registered tag (efficientnet_lite0.in1k), 'auto' "
+                  "(the model's registered ImageNet tag, if it has one) or 'none' (random initialisation)",
     "transfer": "linear_probe (the paper: frozen backbone, cached features), finetune, or scratch",
     "finetune_stages": "finetune only the last N backbone stages (+ classifier); default: all",
     "bn_mode": "BatchNorm statistics in trained stages: train (updated) or frozen",
@@ -129,8 +130,9 @@ def config_from_args(args: argparse.Namespace):
     from engine.presets import preset_config
 
     explicit = {k: getattr(args, k) for k in field_names() if hasattr(args, k)}
-    if explicit.get("final_split") in ("none", ""):
-        explicit["final_split"] = None
+    for key in ("final_split", "pretrained"):
+        if explicit.get(key) in ("none", ""):
+            explicit[key] = None
     preset = "demo" if args.demo and not args.preset else args.preset
     if preset:
         return preset_config(preset, **explicit)
