@@ -31,6 +31,7 @@ class TrainConfig:
     # registered ImageNet tag (e.g. efficientnet_lite0.in1k) unless transfer is "scratch".
     pretrained: str | None = AUTO
     transfer: Transfer = "linear_probe"
+    init_from: str | None = None  # a run dir whose best weights start this run (probe -> finetune)
     finetune_stages: int | None = None  # None: the whole backbone; N: only its last N stages
     bn_mode: Literal["train", "frozen"] = "train"  # BatchNorm statistics updated or frozen
     backbone_lr_scale: float = 0.1  # backbone lr = lr * this (finetune only)

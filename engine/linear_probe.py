@@ -45,7 +45,7 @@ def classifier_graphdef(model: nnx.Module, classifier_path: str) -> nnx.GraphDef
 
 def cache_fingerprint(config: TrainConfig, split: str, count: int) -> str:
     """Everything the features depend on; a cache with another fingerprint is recomputed."""
-    keys = ("model", "pretrained", "in_channels", "input_size", "model_kwargs", "dataset", "data_dir",
+    keys = ("model", "pretrained", "init_from", "in_channels", "input_size", "model_kwargs", "dataset", "data_dir",
             "val_fraction", "max_per_class", "drop_leaked", "seed", "dtype")
     payload = {k: getattr(config, k) for k in keys} | {"split": split, "count": count}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,6 +1,7 @@
 """A whole training run from a :class:`TrainConfig`: data, model, state, loop, hooks, test.
 
 Restore order (STYLE.md lesson 12): the workdir's own latest checkpoint (a resume) ->
+``--init_from`` (another run's best weights, e.g. fine-tuning after a linear probe) ->
 ``--pretrained`` weights -> random initialisation. A resume must match the run it continues
 (model, data, classes, batch, seed; see ``RESUME_KEYS``); step counts may grow.
 """
@@ -46,7 +47,7 @@ from models.metadata import WeightMetadata
 log = logging.getLogger(__name__)
 
 # A workdir holding a checkpoint resumes only with the same values of these.
-RESUME_KEYS = ("model", "pretrained", "transfer", "finetune_stages", "in_channels", "input_size",
+RESUME_KEYS = ("model", "pretrained", "init_from", "transfer", "finetune_stages", "in_channels", "input_size",
                "dataset", "classes", "val_fraction", "max_per_class", "drop_leaked", "class_balanced_sampling",
                "global_batch_size", "seed", "num_classes", "class_names", "optimizer")
 
@@ -157,6 +158,20 @@ def _image_evaluator(forward: Any, model_def: Any, source: Any, eval_cfg: Any, b
     return evaluate
 
 
+def init_from_run(model: Any, config: TrainConfig, class_names: tuple[str, ...]) -> None:
+    """Overwrite ``model``'s weights with the best checkpoint of ``config.init_from``."""
+    from flax import nnx
+
+    source = load_run(config.init_from, "best")
+    if source.config["model"] != config.model or source.class_names != tuple(class_names):
+        raise ValueError(
+            f"--init_from={config.init_from} holds {source.config['model']} for classes {source.class_names}; "
+            f"this run is {config.model} for {tuple(class_names)}"
+        )
+    nnx.update(model, nnx.state(source.model, nnx.Any(nnx.Param, nnx.BatchStat)))
+    log.info("initialised from %s (%s checkpoint, step %d)", config.init_from, source.checkpoint, source.step)
+
+
 def evaluate_split(workdir: Workdir, config: TrainConfig, split: str, mesh: Mesh) -> dict[str, float]:
     """Accuracy/loss of the run's best checkpoint on ``split`` (full paper metrics: launch.evaluate)."""
     from data_pipelines.pipeline import make_eval_iterator
@@ -200,6 +215,8 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
     progress = ProgressBar(total_steps, enabled=lead and config.progress)
 
     model = build_model(config, len(data.class_names))
+    if config.init_from and not resuming:
+        init_from_run(model, config, data.class_names)
     classifier_path = data.metadata.classifier_paths[0]
     tx, schedule = make_optimizer(config, total_steps, classifier_path)
     head_graphdef = classifier_graphdef(model, classifier_path)

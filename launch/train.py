@@ -26,6 +26,7 @@ HELP = {
     "pretrained": "converted weight file (launch.convert), registered tag (efficientnet_lite0.in1k), 'auto' "
                   "(the model's registered ImageNet tag, if it has one) or 'none' (random initialisation)",
     "transfer": "linear_probe (the paper: frozen backbone, cached features), finetune, or scratch",
+    "init_from": "a run directory whose best checkpoint initialises this run (e.g. finetune after linear_probe)",
     "finetune_stages": "finetune only the last N backbone stages (+ classifier); default: all",
     "bn_mode": "BatchNorm statistics in trained stages: train (updated) or frozen",
     "backbone_lr_scale": "finetune: backbone learning rate = lr * this",

@@ -99,3 +99,18 @@ def test_resume_refuses_a_different_run(tiny_config):
     train(tiny_config.replace(steps=1, eval_every=1), mesh)
     with pytest.raises(ValueError, match="different run.*seed"):
         train(tiny_config.replace(steps=2, seed=5), mesh)
+
+
+def test_init_from_starts_from_another_runs_best_weights(tiny_config):
+    """Train all layers, then only the classifier from that run: the backbone is the first run's."""
+    mesh = make_mesh(8)
+    probe = tiny_config.replace(steps=2, eval_every=2, workdir=tiny_config.workdir + "_first")
+    train(probe, mesh)
+    tuned = tiny_config.replace(transfer="finetune", finetune_stages=0, init_from=probe.workdir, steps=1,
+                                eval_every=1)
+    train(tuned, mesh)
+    before, after = load_run(probe.workdir).model, load_run(tuned.workdir).model
+    np.testing.assert_array_equal(before.stem.conv.kernel[...], after.stem.conv.kernel[...])
+    assert not np.array_equal(before.head.kernel[...], after.head.kernel[...])
+    with pytest.raises(ValueError, match="init_from"):
+        train(tuned.replace(classes=("NORMAL", "CNV"), workdir=tiny_config.workdir + "_other"), mesh)
