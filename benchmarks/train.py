@@ -30,17 +30,32 @@ from typing import Any
 from benchmarks.report import emit, machine
 
 # Dense bf16 peak FLOP/s by device kind substring (ANCHORS.md "Hardware peaks").
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
-             "TPU v5p": 459e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12}
-MONAI_LAYERS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3),
-                "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+PEAK_BF16 = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v6 lite": 918e12,
+    "TPU v6e": 918e12,
+}
+MONAI_LAYERS = {
+    "resnet18": (2, 2, 2, 2),
+    "resnet34": (3, 4, 6, 3),
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+    "resnet152": (3, 8, 36, 3),
+}
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     from launch.runtime import add_device_flags
 
-    parser = argparse.ArgumentParser(prog="python -m launch.benchmark --what=train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.benchmark --what=train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", default="resnet50", help="registered model name")
     parser.add_argument("--batch", type=int, default=8, help="global batch size")
     parser.add_argument("--input_size", type=int, default=None, help="default: the model's")
@@ -49,7 +64,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
-    parser.add_argument("--synthetic", action="store_true", help="one random on-device batch, no input pipeline")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="one random on-device batch, no input pipeline"
+    )
     parser.add_argument("--dataset", default="oct_sample", help="data set when not --synthetic")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--peer", default="torch", choices=("torch", "none"))
@@ -78,11 +95,21 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
     from engine.steps import make_train_step
 
     mesh = make_mesh(args.devices)
-    meta = models.metadata_for(args.model, num_classes=args.num_classes, in_channels=args.in_channels)
+    meta = models.metadata_for(
+        args.model, num_classes=args.num_classes, in_channels=args.in_channels
+    )
     size = args.input_size or meta.input_size
     meta = meta.replace(input_size=size)
-    config = TrainConfig(model=args.model, transfer="scratch", in_channels=args.in_channels, input_size=size,
-                         batch_size=args.batch, dtype=args.dtype, schedule="constant", progress=False)
+    config = TrainConfig(
+        model=args.model,
+        transfer="scratch",
+        in_channels=args.in_channels,
+        input_size=size,
+        batch_size=args.batch,
+        dtype=args.dtype,
+        schedule="constant",
+        progress=False,
+    )
     t0 = time.perf_counter()
     model = build_model(config, args.num_classes)
     tx, schedule = make_optimizer(config, 1000, meta.classifier_paths[0])
@@ -93,19 +120,29 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
     if args.synthetic:
         rng = np.random.default_rng(0)
         local = args.batch // jax.process_count()
-        fixed = place_batch({"image": rng.integers(0, 256, (local, size, size, args.in_channels), np.uint8),
-                             "label": rng.integers(0, args.num_classes, local).astype(np.int32),
-                             "mask": np.ones(local, bool)}, mesh)
-        next_batch = lambda: fixed  # noqa: E731
+        fixed = place_batch(
+            {
+                "image": rng.integers(0, 256, (local, size, size, args.in_channels), np.uint8),
+                "label": rng.integers(0, args.num_classes, local).astype(np.int32),
+                "mask": np.ones(local, bool),
+            },
+            mesh,
+        )
+        next_batch = lambda: fixed
     else:
         from data_pipelines.pipeline import make_train_iterator
         from data_pipelines.preprocess import PreprocessConfig
         from data_pipelines.sources import open_dataset
 
         source = open_dataset(args.dataset, data_dir=args.data_dir, split="train")
-        batches = make_train_iterator(source, PreprocessConfig.from_metadata(meta, channels=args.in_channels),
-                                      global_batch_size=args.batch, mesh=mesh, seed=0)
-        next_batch = lambda: next(batches)  # noqa: E731
+        batches = make_train_iterator(
+            source,
+            PreprocessConfig.from_metadata(meta, channels=args.in_channels),
+            global_batch_size=args.batch,
+            mesh=mesh,
+            seed=0,
+        )
+        next_batch = lambda: next(batches)
 
     first = next_batch()
     t0 = time.perf_counter()
@@ -120,9 +157,16 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
         state, metrics = compiled(state, next_batch())
     jax.block_until_ready((state, metrics))
     step_s = (time.perf_counter() - t0) / args.steps
-    return {"init_s": init_s, "compile_s": compile_s, "step_s": step_s, "images_per_sec": args.batch / step_s,
-            "flops_per_step": flops_per_device * mesh.size, "devices": mesh.size, "input_size": size,
-            "device_kind": mesh.devices.flat[0].device_kind}
+    return {
+        "init_s": init_s,
+        "compile_s": compile_s,
+        "step_s": step_s,
+        "images_per_sec": args.batch / step_s,
+        "flops_per_step": flops_per_device * mesh.size,
+        "devices": mesh.size,
+        "input_size": size,
+        "device_kind": mesh.devices.flat[0].device_kind,
+    }
 
 
 def torch_peer(name: str, num_classes: int, in_channels: int):
@@ -133,21 +177,43 @@ def torch_peer(name: str, num_classes: int, in_channels: int):
         from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
 
         block = ResNetBottleneck if name in ("resnet50", "resnet101", "resnet152") else ResNetBlock
-        return ResNet(block, list(MONAI_LAYERS[name]), [64, 128, 256, 512], spatial_dims=2,
-                      n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2, shortcut_type="B",
-                      num_classes=num_classes, bias_downsample=False)
+        return ResNet(
+            block,
+            list(MONAI_LAYERS[name]),
+            [64, 128, 256, 512],
+            spatial_dims=2,
+            n_input_channels=in_channels,
+            conv1_t_size=7,
+            conv1_t_stride=2,
+            shortcut_type="B",
+            num_classes=num_classes,
+            bias_downsample=False,
+        )
     if name == "efficientnet_lite0":
         from efficientnet_lite_pytorch import EfficientNet
 
-        return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes, image_size=None,
-                                      in_channels=in_channels)
+        return EfficientNet.from_name(
+            "efficientnet-lite0", num_classes=num_classes, image_size=None, in_channels=in_channels
+        )
     if name == "small_cnn":
+
         def conv_bn(a: int, b: int, stride: int) -> torch.nn.Module:
-            return torch.nn.Sequential(torch.nn.Conv2d(a, b, 3, stride, 1, bias=False),
-                                       torch.nn.BatchNorm2d(b), torch.nn.ReLU())
-        return torch.nn.Sequential(conv_bn(in_channels, 8, 2), torch.nn.MaxPool2d(2), conv_bn(8, 16, 1),
-                                   torch.nn.MaxPool2d(2), conv_bn(16, 32, 1), torch.nn.AdaptiveAvgPool2d(1),
-                                   torch.nn.Flatten(), torch.nn.Linear(32, num_classes))
+            return torch.nn.Sequential(
+                torch.nn.Conv2d(a, b, 3, stride, 1, bias=False),
+                torch.nn.BatchNorm2d(b),
+                torch.nn.ReLU(),
+            )
+
+        return torch.nn.Sequential(
+            conv_bn(in_channels, 8, 2),
+            torch.nn.MaxPool2d(2),
+            conv_bn(8, 16, 1),
+            torch.nn.MaxPool2d(2),
+            conv_bn(16, 32, 1),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(32, num_classes),
+        )
     return None
 
 
@@ -176,7 +242,11 @@ def measure_torch(args: argparse.Namespace, size: int) -> dict[str, float] | Non
     for _ in range(args.steps):
         step()
     step_s = (time.perf_counter() - t0) / args.steps
-    return {"step_s": step_s, "images_per_sec": args.batch / step_s, "threads": torch.get_num_threads()}
+    return {
+        "step_s": step_s,
+        "images_per_sec": args.batch / step_s,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,27 +255,66 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_from_args(args)  # before JAX starts: --devices on CPU
     ours = measure_jax(args)
-    info = machine() | {"model": args.model, "batch": args.batch, "devices": ours["devices"],
-                        "input_size": ours["input_size"], "dtype": args.dtype, "synthetic": args.synthetic}
+    info = machine() | {
+        "model": args.model,
+        "batch": args.batch,
+        "devices": ours["devices"],
+        "input_size": ours["input_size"],
+        "dtype": args.dtype,
+        "synthetic": args.synthetic,
+    }
     peer = measure_torch(args, ours["input_size"]) if args.peer == "torch" else None
     emit("train_compile_s", ours["compile_s"], "s", **info)
     emit("train_init_s", ours["init_s"], "s", **info)
     emit("train_step_s", ours["step_s"], "s", **info)
     achieved = ours["flops_per_step"] / ours["step_s"]
-    emit("train_gflop_per_image", ours["flops_per_step"] / args.batch / 1e9, "GFLOP",
-         source="XLA cost analysis of the compiled step (forward+backward+update)", **info)
+    emit(
+        "train_gflop_per_image",
+        ours["flops_per_step"] / args.batch / 1e9,
+        "GFLOP",
+        source="XLA cost analysis of the compiled step (forward+backward+update)",
+        **info,
+    )
     peak = peak_flops(ours["device_kind"])
     if peak is None:
-        emit("train_achieved_tflops", achieved / 1e12, "TFLOP/s",
-             peak="none assumed: no published peak for this device, so no MFU", **info)
+        emit(
+            "train_achieved_tflops",
+            achieved / 1e12,
+            "TFLOP/s",
+            peak="none assumed: no published peak for this device, so no MFU",
+            **info,
+        )
     else:
-        emit("train_mfu", achieved / (peak * ours["devices"]), "fraction",
-             peak=f"{peak / 1e12:.0f} TFLOP/s dense bf16 per device", achieved_tflops=achieved / 1e12, **info)
+        emit(
+            "train_mfu",
+            achieved / (peak * ours["devices"]),
+            "fraction",
+            peak=f"{peak / 1e12:.0f} TFLOP/s dense bf16 per device",
+            achieved_tflops=achieved / 1e12,
+            **info,
+        )
     if peer is None:
-        emit("train_images_per_sec", ours["images_per_sec"], "img/s",
-             peer="none" if args.peer == "none" else f"no torch peer for {args.model}", **info)
+        emit(
+            "train_images_per_sec",
+            ours["images_per_sec"],
+            "img/s",
+            peer="none" if args.peer == "none" else f"no torch peer for {args.model}",
+            **info,
+        )
         return 0
-    emit("pytorch_train_images_per_sec", peer["images_per_sec"], "img/s", threads=peer["threads"], **info)
-    emit("train_images_per_sec", ours["images_per_sec"], "img/s", vs="pytorch_train_images_per_sec",
-         ratio=ours["images_per_sec"] / peer["images_per_sec"], **info)
+    emit(
+        "pytorch_train_images_per_sec",
+        peer["images_per_sec"],
+        "img/s",
+        threads=peer["threads"],
+        **info,
+    )
+    emit(
+        "train_images_per_sec",
+        ours["images_per_sec"],
+        "img/s",
+        vs="pytorch_train_images_per_sec",
+        ratio=ours["images_per_sec"] / peer["images_per_sec"],
+        **info,
+    )
     return 0

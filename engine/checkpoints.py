@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from engine.state import Tree, TrainState, subtree
+from engine.state import TrainState, Tree, subtree
 from engine.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -42,33 +42,45 @@ def _save_replicated_arrays_whole() -> None:
 
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+        tree,
     )
 
 
 class RunCheckpoints:
     """The checkpoint managers of one workdir."""
 
-    def __init__(self, workdir: Workdir, *, keep: int = 2, best_metric: str = "accuracy",
-                 best_mode: str = "max", async_save: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Workdir,
+        *,
+        keep: int = 2,
+        best_metric: str = "accuracy",
+        best_mode: str = "max",
+        async_save: bool = True,
+    ) -> None:
         _save_replicated_arrays_whole()
         self.workdir = workdir
         self.best_metric = best_metric
         self.best_mode = best_mode
         self.latest = ocp.CheckpointManager(
             workdir.latest_dir.absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                 enable_async_checkpointing=async_save),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+            ),
         )
         self.best = ocp.CheckpointManager(
             workdir.best_dir.absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                                 enable_async_checkpointing=async_save),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1, create=True, enable_async_checkpointing=async_save
+            ),
         )
         self.best_value = self._read_best_value()
 
     # ---- saving -------------------------------------------------------------------------
-    def save_latest(self, state: TrainState, data_iter: Any = None, *, step: int | None = None) -> int:
+    def save_latest(
+        self, state: TrainState, data_iter: Any = None, *, step: int | None = None
+    ) -> int:
         step = int(jax.device_get(state.step)) if step is None else step
         if step in self.latest.all_steps():
             return step
@@ -96,10 +108,18 @@ class RunCheckpoints:
         if not self.is_better(value):
             return False
         step = int(jax.device_get(state.step))
-        payload = {k: float(v) for k, v in metrics.items()} | {"step": step, "metric": self.best_metric}
-        self.best.save(step, args=ocp.args.Composite(
-            model=ocp.args.StandardSave(state.model_variables()), metrics=ocp.args.JsonSave(payload),
-        ), force=True)
+        payload = {k: float(v) for k, v in metrics.items()} | {
+            "step": step,
+            "metric": self.best_metric,
+        }
+        self.best.save(
+            step,
+            args=ocp.args.Composite(
+                model=ocp.args.StandardSave(state.model_variables()),
+                metrics=ocp.args.JsonSave(payload),
+            ),
+            force=True,
+        )
         self.best_value = value
         return True
 
@@ -128,7 +148,9 @@ class RunCheckpoints:
             raise FileNotFoundError(f"no checkpoint under {self.workdir.latest_dir}")
         items = {
             "model": ocp.args.StandardRestore(_abstract(target.model_variables())),
-            "train": ocp.args.StandardRestore(_abstract({"step": target.step, "opt_state": target.opt_state})),
+            "train": ocp.args.StandardRestore(
+                _abstract({"step": target.step, "opt_state": target.opt_state})
+            ),
         }
         if data_iter is not None:
             import grain
@@ -148,10 +170,15 @@ class RunCheckpoints:
         step = self.best.latest_step()
         if step is None:
             return None
-        metrics = self.best.restore(step, args=ocp.args.Composite(metrics=ocp.args.JsonRestore()))["metrics"]
+        metrics = self.best.restore(step, args=ocp.args.Composite(metrics=ocp.args.JsonRestore()))[
+            "metrics"
+        ]
         if metrics.get("metric") != self.best_metric:
-            log.warning("best checkpoint was chosen by %r, this run ranks by %r: starting the ranking afresh",
-                        metrics.get("metric"), self.best_metric)
+            log.warning(
+                "best checkpoint was chosen by %r, this run ranks by %r: starting the ranking afresh",
+                metrics.get("metric"),
+                self.best_metric,
+            )
             return None
         return float(metrics[self.best_metric])
 
@@ -170,12 +197,18 @@ def restore_model_variables(workdir: Workdir, which: str, target: Tree) -> tuple
         if not steps:
             continue
         if source != which:
-            log.warning("%s has no best checkpoint (no validation ran): using latest step %d",
-                        workdir.root, steps[-1])
+            log.warning(
+                "%s has no best checkpoint (no validation ran): using latest step %d",
+                workdir.root,
+                steps[-1],
+            )
         directory = workdir.best_dir if source == "best" else workdir.latest_dir
         with ocp.CheckpointManager(directory.absolute()) as manager:
             step = manager.latest_step()
-            restored = manager.restore(step, args=ocp.args.Composite(
-                model=ocp.args.StandardRestore(_abstract(target))))
+            restored = manager.restore(
+                step, args=ocp.args.Composite(model=ocp.args.StandardRestore(_abstract(target)))
+            )
         return restored["model"], step, source
-    raise FileNotFoundError(f"no checkpoint under {workdir.root / 'checkpoints'} (looked for {which})")
+    raise FileNotFoundError(
+        f"no checkpoint under {workdir.root / 'checkpoints'} (looked for {which})"
+    )

@@ -88,7 +88,10 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.dtype in DTYPES, f"dtype must be one of {DTYPES}"),
             (self.bn_mode in BN_MODES, f"bn_mode must be one of {BN_MODES}"),
-            (self.class_weighting in CLASS_WEIGHTINGS, f"class_weighting must be one of {CLASS_WEIGHTINGS}"),
+            (
+                self.class_weighting in CLASS_WEIGHTINGS,
+                f"class_weighting must be one of {CLASS_WEIGHTINGS}",
+            ),
             (self.best_metric in BEST_METRICS, f"best_metric must be one of {tuple(BEST_METRICS)}"),
             (self.batch_size > 0, "batch_size must be positive"),
             (self.lr > 0, "lr must be positive"),
@@ -96,13 +99,20 @@ class TrainConfig:
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
             (self.steps is None or self.steps > 0, "steps must be positive"),
             (self.epochs is None or self.epochs > 0, "epochs must be positive"),
-            (self.finetune_stages is None or self.finetune_stages >= 0, "finetune_stages must be >= 0"),
+            (
+                self.finetune_stages is None or self.finetune_stages >= 0,
+                "finetune_stages must be >= 0",
+            ),
             (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
             (self.log_every > 0, "log_every must be positive"),
-            (not (self.class_balanced_sampling and self.class_weighting != "none"),
-             "choose class-balanced sampling or a class-weighted loss, not both"),
-            (self.transfer != "scratch" or self.pretrained in (None, AUTO),
-             "transfer=scratch trains from random initialisation: drop --pretrained"),
+            (
+                not (self.class_balanced_sampling and self.class_weighting != "none"),
+                "choose class-balanced sampling or a class-weighted loss, not both",
+            ),
+            (
+                self.transfer != "scratch" or self.pretrained in (None, AUTO),
+                "transfer=scratch trains from random initialisation: drop --pretrained",
+            ),
         ]
         problems = [msg for ok, msg in checks if not ok]
         if problems:

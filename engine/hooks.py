@@ -47,7 +47,9 @@ class ValidationHook:
         self.history.append({"step": step, **metrics, "is_best": best})
         if self.progress is not None:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "count")
-            self.progress.message(f"step {step} validation: {shown}{'  (best so far)' if best else ''}")
+            self.progress.message(
+                f"step {step} validation: {shown}{'  (best so far)' if best else ''}"
+            )
 
 
 @dataclasses.dataclass

@@ -42,7 +42,9 @@ class TrainedRun:
     checkpoint: str  # "best" or "latest": where the weights came from
     workdir: Workdir
 
-    def predict(self, iterator: Iterable[dict[str, Any]], mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, iterator: Iterable[dict[str, Any]], mesh: Mesh
+    ) -> tuple[np.ndarray, np.ndarray]:
         return predict_probabilities(self.model, iterator, mesh, metadata=self.metadata)
 
 
@@ -50,7 +52,11 @@ def load_run(workdir: str | Any, which: str = "best") -> TrainedRun:
     """Rebuild the model of ``workdir`` and load its ``which`` ("best" | "latest") checkpoint."""
     wd = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     config = wd.read_config()
-    missing = [k for k in ("model", "num_classes", "in_channels", "metadata", "class_names") if k not in config]
+    missing = [
+        k
+        for k in ("model", "num_classes", "in_channels", "metadata", "class_names")
+        if k not in config
+    ]
     if missing:
         raise ValueError(f"{wd.config_path}: missing keys {missing}")
     metadata = WeightMetadata.from_json(json.dumps(config["metadata"]))
@@ -63,7 +69,9 @@ def load_run(workdir: str | Any, which: str = "best") -> TrainedRun:
     )
     _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     target = {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(stats)}
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target
+    )
     variables, step, source = restore_model_variables(wd, which, target)
     nnx.update(model, variables["params"], variables["batch_stats"])
     model.eval()

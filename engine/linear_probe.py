@@ -45,10 +45,25 @@ def classifier_graphdef(model: nnx.Module, classifier_path: str) -> nnx.GraphDef
 
 def cache_fingerprint(config: TrainConfig, split: str, count: int) -> str:
     """Everything the features depend on; a cache with another fingerprint is recomputed."""
-    keys = ("model", "pretrained", "init_from", "in_channels", "input_size", "model_kwargs", "dataset", "data_dir",
-            "val_fraction", "max_per_class", "drop_leaked", "seed", "dtype")
+    keys = (
+        "model",
+        "pretrained",
+        "init_from",
+        "in_channels",
+        "input_size",
+        "model_kwargs",
+        "dataset",
+        "data_dir",
+        "val_fraction",
+        "max_per_class",
+        "drop_leaked",
+        "seed",
+        "dtype",
+    )
     payload = {k: getattr(config, k) for k in keys} | {"split": split, "count": count}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def cached_features(
@@ -75,14 +90,19 @@ def cached_features(
             features = cache["features"]
         log.event("features", split=split, computed=0, cached=len(features), path=str(path))
         return features, labels
-    forward = make_forward(model_def.graphdef_eval, metadata, mesh, output=FEATURES,
-                           dtype=compute_dtype(config.dtype))
+    forward = make_forward(
+        model_def.graphdef_eval, metadata, mesh, output=FEATURES, dtype=compute_dtype(config.dtype)
+    )
     batch = config.eval_batch_size or config.batch_size
-    batches = make_eval_iterator(source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers)
+    batches = make_eval_iterator(
+        source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers
+    )
     states = (state.params, state.frozen, state.batch_stats, model_def.rest)
     features, index = gather_outputs(forward, states, batches)
     if not np.array_equal(index, np.arange(len(source))):
-        raise RuntimeError(f"feature extraction over {split} did not see every example exactly once")
+        raise RuntimeError(
+            f"feature extraction over {split} did not see every example exactly once"
+        )
     if jax.process_index() == 0:
         workdir.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")
@@ -99,17 +119,30 @@ class FeatureBatches:
     and ``perm_e`` a permutation seeded by (seed, e): the position is the step, nothing else.
     """
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, *, global_batch_size: int,
-                 mesh: Mesh, seed: int, start_step: int = 0, class_balanced: bool = False) -> None:
+    def __init__(
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        *,
+        global_batch_size: int,
+        mesh: Mesh,
+        seed: int,
+        start_step: int = 0,
+        class_balanced: bool = False,
+    ) -> None:
         from data_pipelines.splits import class_balanced_order
 
         self.features, self.labels = features, labels
         self.batch = global_batch_size
         self.mesh, self.seed = mesh, seed
         self.step = start_step
-        self.epoch_order = class_balanced_order(labels) if class_balanced else np.arange(len(labels))
+        self.epoch_order = (
+            class_balanced_order(labels) if class_balanced else np.arange(len(labels))
+        )
         if len(self.epoch_order) < global_batch_size:
-            raise ValueError(f"{len(self.epoch_order)} cached examples per epoch < batch {global_batch_size}")
+            raise ValueError(
+                f"{len(self.epoch_order)} cached examples per epoch < batch {global_batch_size}"
+            )
         self.steps_per_epoch = len(self.epoch_order) // global_batch_size
         self._perm_epoch, self._perm = -1, None
         self.local = global_batch_size // jax.process_count()
@@ -122,13 +155,19 @@ class FeatureBatches:
         if epoch != self._perm_epoch:
             self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.epoch_order)
             self._perm_epoch = epoch
-        rows = self._perm[j * self.batch:(j + 1) * self.batch]
-        mine = rows[jax.process_index() * self.local:(jax.process_index() + 1) * self.local]
+        rows = self._perm[j * self.batch : (j + 1) * self.batch]
+        mine = rows[jax.process_index() * self.local : (jax.process_index() + 1) * self.local]
         self.step += 1
         sharding = batch_sharding(self.mesh)
-        local = {"features": self.features[mine], "label": self.labels[mine], "mask": np.ones(len(mine), bool)}
-        return {k: jax.make_array_from_process_local_data(sharding, v, (self.batch, *v.shape[1:]))
-                for k, v in local.items()}
+        local = {
+            "features": self.features[mine],
+            "label": self.labels[mine],
+            "mask": np.ones(len(mine), bool),
+        }
+        return {
+            k: jax.make_array_from_process_local_data(sharding, v, (self.batch, *v.shape[1:]))
+            for k, v in local.items()
+        }
 
 
 def _classifier_params(params: dict, classifier_path: str) -> Any:
@@ -156,8 +195,9 @@ def make_probe_step(
         def loss_fn(params):
             head = nnx.merge(head_graphdef, _classifier_params(params, classifier_path))
             logits = head(batch["features"])
-            loss = cross_entropy(logits, labels, mask, label_smoothing=config.label_smoothing,
-                                 class_weights=weights)
+            loss = cross_entropy(
+                logits, labels, mask, label_smoothing=config.label_smoothing, class_weights=weights
+            )
             return loss, logits
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -169,16 +209,29 @@ def make_probe_step(
             "grad_norm": optax.tree.norm(grads),
             "lr": jnp.asarray(schedule(state.step), jnp.float32),
         }
-        return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                             opt_state=opt_state), metrics
+        return state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+        ), metrics
 
-    return jax.jit(step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
-                   out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+    return jax.jit(
+        step,
+        in_shardings=(replicated(mesh), batch_sharding(mesh)),
+        out_shardings=(replicated(mesh), replicated(mesh)),
+        donate_argnums=0,
+    )
 
 
-def make_probe_evaluator(head_graphdef: nnx.GraphDef, classifier_path: str, features: np.ndarray,
-                         labels: np.ndarray, mesh: Mesh):
+def make_probe_evaluator(
+    head_graphdef: nnx.GraphDef,
+    classifier_path: str,
+    features: np.ndarray,
+    labels: np.ndarray,
+    mesh: Mesh,
+):
     """``evaluate(state) -> metrics`` of the classifier on cached (validation) features."""
+
     @jax.jit
     def probabilities(params, feats):
         head = nnx.merge(head_graphdef, _classifier_params(params, classifier_path))

@@ -51,8 +51,13 @@ class LoopResult:
     stopped: str | None  # None when all steps ran; else why it stopped early (e.g. "SIGTERM")
 
 
-def summarise(pending: list[dict[str, Any]], first_step: int, seconds: float,
-              last_checkpoint: Callable[[], str | None], untimed: int = 0) -> dict[str, float]:
+def summarise(
+    pending: list[dict[str, Any]],
+    first_step: int,
+    seconds: float,
+    last_checkpoint: Callable[[], str | None],
+    untimed: int = 0,
+) -> dict[str, float]:
     """Fetch pending step metrics, check them, and average them into one summary.
 
     The first ``untimed`` steps (the one that compiled) do not count towards images/s.
@@ -121,7 +126,11 @@ def train_loop(
             tick, untimed = time.perf_counter(), 1
         due = [h for h in hooks if step % h.every == 0 or step == total_steps]
         at_flush = due or step % flush_every == 0
-        stopping = stop.agreed() if (multi_process and at_flush) else (not multi_process and stop.requested)
+        stopping = (
+            stop.agreed()
+            if (multi_process and at_flush)
+            else (not multi_process and stop.requested)
+        )
         if not (at_flush or stopping):
             continue
         summary = flush()

@@ -46,5 +46,7 @@ def balanced_class_weights(counts: Sequence[int]) -> np.ndarray:
     """``N / (K * n_k)``: every class contributes equally to the expected loss."""
     counts = np.asarray(counts, np.float64)
     if np.any(counts <= 0):
-        raise ValueError(f"class-weighted loss needs every class in the training set; counts {counts.tolist()}")
+        raise ValueError(
+            f"class-weighted loss needs every class in the training set; counts {counts.tolist()}"
+        )
     return (counts.sum() / (len(counts) * counts)).astype(np.float32)

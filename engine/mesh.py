@@ -71,7 +71,9 @@ def place_replicated(tree: Any, mesh: Mesh) -> Any:
 def place_batch(tree: Any, mesh: Mesh) -> Any:
     """Assemble global batch arrays from this process's rows (its share of the batch)."""
     sharding = batch_sharding(mesh)
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+    )
 
 
 def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:

@@ -24,11 +24,14 @@ def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
     warmup = min(config.warmup_steps, max(total_steps - 1, 0))
     if config.schedule == "cosine":
         if warmup:
-            return optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, max(total_steps, warmup + 1))
+            return optax.warmup_cosine_decay_schedule(
+                0.0, config.lr, warmup, max(total_steps, warmup + 1)
+            )
         return optax.cosine_decay_schedule(config.lr, max(total_steps, 1))
     if warmup:
         return optax.join_schedules(
-            [optax.linear_schedule(0.0, config.lr, warmup), optax.constant_schedule(config.lr)], [warmup]
+            [optax.linear_schedule(0.0, config.lr, warmup), optax.constant_schedule(config.lr)],
+            [warmup],
         )
     return optax.constant_schedule(config.lr)
 
@@ -68,7 +71,7 @@ def make_optimizer(
     schedule = make_schedule(config, total_steps)
     tx = _base(config, schedule)
     if config.transfer == "finetune" and config.backbone_lr_scale != 1.0:
-        scaled = lambda step: schedule(step) * config.backbone_lr_scale  # noqa: E731
+        scaled = lambda step: schedule(step) * config.backbone_lr_scale
         tx = optax.multi_transform(
             {CLASSIFIER: tx, BACKBONE: _base(config, scaled)},
             lambda params: param_labels(params, classifier_path),

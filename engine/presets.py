@@ -25,17 +25,37 @@ from engine.config import TrainConfig
 #       --weights=inception_v3_weights_tf_dim_ordering_tf_kernels.h5 --out=weights/inception_v3.keras_in1k.npz
 INCEPTION_WEIGHTS = "weights/inception_v3.keras_in1k.npz"
 
-_PAPER: dict[str, Any] = dict(
-    model="inception_v3", pretrained=INCEPTION_WEIGHTS, transfer="linear_probe", in_channels=1,
-    optimizer="adam", lr=1e-3, schedule="constant", batch_size=1000, epochs=100,
-    val_fraction=0.1, augment=False, best_metric="accuracy", eval_batch_size=256,
-)
+_PAPER: dict[str, Any] = {
+    "model": "inception_v3",
+    "pretrained": INCEPTION_WEIGHTS,
+    "transfer": "linear_probe",
+    "in_channels": 1,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "schedule": "constant",
+    "batch_size": 1000,
+    "epochs": 100,
+    "val_fraction": 0.1,
+    "augment": False,
+    "best_metric": "accuracy",
+    "eval_batch_size": 256,
+}
 
-_SMOKE: dict[str, Any] = dict(
-    dataset="oct_sample", data_dir=None, model="small_cnn", pretrained=None, input_size=32,
-    in_channels=1, steps=4, epochs=None, batch_size=16, eval_batch_size=16, eval_every=2,
-    log_every=2, val_fraction=0.25,
-)
+_SMOKE: dict[str, Any] = {
+    "dataset": "oct_sample",
+    "data_dir": None,
+    "model": "small_cnn",
+    "pretrained": None,
+    "input_size": 32,
+    "in_channels": 1,
+    "steps": 4,
+    "epochs": None,
+    "batch_size": 16,
+    "eval_batch_size": 16,
+    "eval_every": 2,
+    "log_every": 2,
+    "val_fraction": 0.25,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,52 +73,126 @@ class Preset:
 
 def _paper(name: str, description: str, data: str, **values: Any) -> Preset:
     return Preset(
-        name, description,
+        name,
+        description,
         f"python -m launch.train --preset={name} --data_dir={data} --workdir=runs/{name} --devices=8",
         {**_PAPER, **values, "workdir": f"runs/{name}"},
         smoke={"classes": values["classes"]} if values.get("classes") else {},
     )
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    _paper("oct_full", "Paper: 4-class OCT model, all training images (96.6% accuracy reported).",
-           "DIR/OCT2017", dataset="oct"),
-    _paper("oct_limited", "Paper: 4-class OCT 'limited' model, 1,000 images per class (93.4% reported).",
-           "DIR/OCT2017", dataset="oct", max_per_class=1000),
-    _paper("oct_cnv_vs_normal", "Paper: binary CNV vs normal (100.0% reported).",
-           "DIR/OCT2017", dataset="oct", classes=("NORMAL", "CNV")),
-    _paper("oct_dme_vs_normal", "Paper: binary DME vs normal (98.2% reported).",
-           "DIR/OCT2017", dataset="oct", classes=("NORMAL", "DME")),
-    _paper("oct_drusen_vs_normal", "Paper: binary drusen vs normal (99.0% reported).",
-           "DIR/OCT2017", dataset="oct", classes=("NORMAL", "DRUSEN")),
-    _paper("chest_pneumonia", "Paper: chest X-ray pneumonia vs normal (92.8% reported).",
-           "DIR/chest_xray", dataset="chest_xray"),
-    _paper("chest_bacterial_viral", "Paper: chest X-ray bacterial vs viral pneumonia (90.7% reported).",
-           "DIR/chest_xray", dataset="chest_xray_pathogen"),
-    Preset(
-        "demo",
-        "README main job: EfficientNet-Lite0 from its real ImageNet weights, linear probe (the paper's "
-        "method) on the bundled 80-image OCT sample, 8 simulated CPU devices, then the test split.",
-        "python -m launch.train --demo",
-        dict(model="efficientnet_lite0", pretrained="efficientnet_lite0.in1k", transfer="linear_probe",
-             dataset="oct_sample", in_channels=1, input_size=224, optimizer="adam", lr=1e-3,
-             schedule="constant", batch_size=48, eval_batch_size=16, steps=300, eval_every=50,
-             log_every=25, val_fraction=0.25, workdir="runs/demo"),
-        smoke=dict(model="efficientnet_lite0", pretrained="efficientnet_lite0.in1k", input_size=64),
-    ),
-    Preset(
-        "demo_finetune",
-        "EfficientNet-Lite0 fine-tuned (top 2 stages + classifier, BatchNorm frozen, backbone lr x0.1) "
-        "on the bundled OCT sample: the modern alternative to the paper's linear probe.",
-        "python -m launch.train --preset=demo_finetune --devices=8",
-        dict(model="efficientnet_lite0", pretrained="efficientnet_lite0.in1k", transfer="finetune",
-             finetune_stages=2, bn_mode="frozen", backbone_lr_scale=0.1, dataset="oct_sample",
-             in_channels=1, input_size=224, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
-             warmup_steps=5, batch_size=16, steps=60, eval_every=20, log_every=5,
-             val_fraction=0.25, workdir="runs/demo_finetune"),
-        smoke=dict(model="efficientnet_lite0", pretrained="efficientnet_lite0.in1k", input_size=64),
-    ),
-)}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        _paper(
+            "oct_full",
+            "Paper: 4-class OCT model, all training images (96.6% accuracy reported).",
+            "DIR/OCT2017",
+            dataset="oct",
+        ),
+        _paper(
+            "oct_limited",
+            "Paper: 4-class OCT 'limited' model, 1,000 images per class (93.4% reported).",
+            "DIR/OCT2017",
+            dataset="oct",
+            max_per_class=1000,
+        ),
+        _paper(
+            "oct_cnv_vs_normal",
+            "Paper: binary CNV vs normal (100.0% reported).",
+            "DIR/OCT2017",
+            dataset="oct",
+            classes=("NORMAL", "CNV"),
+        ),
+        _paper(
+            "oct_dme_vs_normal",
+            "Paper: binary DME vs normal (98.2% reported).",
+            "DIR/OCT2017",
+            dataset="oct",
+            classes=("NORMAL", "DME"),
+        ),
+        _paper(
+            "oct_drusen_vs_normal",
+            "Paper: binary drusen vs normal (99.0% reported).",
+            "DIR/OCT2017",
+            dataset="oct",
+            classes=("NORMAL", "DRUSEN"),
+        ),
+        _paper(
+            "chest_pneumonia",
+            "Paper: chest X-ray pneumonia vs normal (92.8% reported).",
+            "DIR/chest_xray",
+            dataset="chest_xray",
+        ),
+        _paper(
+            "chest_bacterial_viral",
+            "Paper: chest X-ray bacterial vs viral pneumonia (90.7% reported).",
+            "DIR/chest_xray",
+            dataset="chest_xray_pathogen",
+        ),
+        Preset(
+            "demo",
+            "README main job: EfficientNet-Lite0 from its real ImageNet weights, linear probe (the paper's "
+            "method) on the bundled 80-image OCT sample, 8 simulated CPU devices, then the test split.",
+            "python -m launch.train --demo",
+            {
+                "model": "efficientnet_lite0",
+                "pretrained": "efficientnet_lite0.in1k",
+                "transfer": "linear_probe",
+                "dataset": "oct_sample",
+                "in_channels": 1,
+                "input_size": 224,
+                "optimizer": "adam",
+                "lr": 1e-3,
+                "schedule": "constant",
+                "batch_size": 48,
+                "eval_batch_size": 16,
+                "steps": 300,
+                "eval_every": 50,
+                "log_every": 25,
+                "val_fraction": 0.25,
+                "workdir": "runs/demo",
+            },
+            smoke={
+                "model": "efficientnet_lite0",
+                "pretrained": "efficientnet_lite0.in1k",
+                "input_size": 64,
+            },
+        ),
+        Preset(
+            "demo_finetune",
+            "EfficientNet-Lite0 fine-tuned (top 2 stages + classifier, BatchNorm frozen, backbone lr x0.1) "
+            "on the bundled OCT sample: the modern alternative to the paper's linear probe.",
+            "python -m launch.train --preset=demo_finetune --devices=8",
+            {
+                "model": "efficientnet_lite0",
+                "pretrained": "efficientnet_lite0.in1k",
+                "transfer": "finetune",
+                "finetune_stages": 2,
+                "bn_mode": "frozen",
+                "backbone_lr_scale": 0.1,
+                "dataset": "oct_sample",
+                "in_channels": 1,
+                "input_size": 224,
+                "optimizer": "adamw",
+                "lr": 1e-3,
+                "weight_decay": 1e-4,
+                "warmup_steps": 5,
+                "batch_size": 16,
+                "steps": 60,
+                "eval_every": 20,
+                "log_every": 5,
+                "val_fraction": 0.25,
+                "workdir": "runs/demo_finetune",
+            },
+            smoke={
+                "model": "efficientnet_lite0",
+                "pretrained": "efficientnet_lite0.in1k",
+                "input_size": 64,
+            },
+        ),
+    )
+}
 
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:

@@ -6,6 +6,7 @@ so CI logs stay readable.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TextIO
@@ -19,8 +20,15 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressBar:
-    def __init__(self, total_steps: int, *, start_step: int = 0, enabled: bool = True,
-                 stream: TextIO | None = None, width: int = 24) -> None:
+    def __init__(
+        self,
+        total_steps: int,
+        *,
+        start_step: int = 0,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        width: int = 24,
+    ) -> None:
         self.total = max(total_steps, 1)
         self.start_step = start_step
         self.enabled = enabled
@@ -31,16 +39,20 @@ class ProgressBar:
 
     def line(self, step: int, values: dict[str, float]) -> str:
         done = step / self.total
-        filled = int(round(done * self.width))
+        filled = round(done * self.width)
         elapsed = time.perf_counter() - self.started
         rate = (step - self.start_step) / elapsed if elapsed > 0 and step > self.start_step else 0.0
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         parts = [f"[{'#' * filled}{'.' * (self.width - filled)}] {step}/{self.total}"]
-        for key, fmt in (("loss", "loss {:.4f}"), ("accuracy", "acc {:.3f}"), ("lr", "lr {:.2e}"),
-                         ("images_per_sec", "{:.0f} img/s")):
+        for key, fmt in (
+            ("loss", "loss {:.4f}"),
+            ("accuracy", "acc {:.3f}"),
+            ("lr", "lr {:.2e}"),
+            ("images_per_sec", "{:.0f} img/s"),
+        ):
             if key in values:
                 parts.append(fmt.format(values[key]))
-        parts.append(f"ETA {_clock(eta)}" if eta == eta else "ETA ?")
+        parts.append(f"ETA {_clock(eta)}" if math.isfinite(eta) else "ETA ?")
         return "  ".join(parts)
 
     def update(self, step: int, values: dict[str, float]) -> None:

@@ -45,7 +45,9 @@ class RunLog:
         """A non-numeric record: ``{"event": name, ...}`` (resumes, caches, stops)."""
         if not self.enabled:
             return
-        row = {"event": name, "time": round(time.time(), 3)} | {k: _jsonable(v) for k, v in fields.items()}
+        row = {"event": name, "time": round(time.time(), 3)} | {
+            k: _jsonable(v) for k, v in fields.items()
+        }
         self._jsonl.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
@@ -69,4 +71,6 @@ def read_metrics(workdir: Workdir) -> list[dict[str, Any]]:
     """All rows of ``metrics.jsonl`` (empty when the run has logged nothing)."""
     if not workdir.metrics_path.is_file():
         return []
-    return [json.loads(line) for line in workdir.metrics_path.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in workdir.metrics_path.read_text().splitlines() if line.strip()
+    ]

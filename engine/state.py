@@ -59,8 +59,9 @@ class ModelDef:
     trainable_units: tuple[str, ...]  # path prefixes whose parameters train
     classifier_path: str  # the (main) classifier, e.g. "head"
 
-    def merge(self, params: Tree, frozen: Tree, batch_stats: Tree, *, train: bool,
-              rest: Any = None) -> nnx.Module:
+    def merge(
+        self, params: Tree, frozen: Tree, batch_stats: Tree, *, train: bool, rest: Any = None
+    ) -> nnx.Module:
         graphdef = self.graphdef_train if train else self.graphdef_eval
         return nnx.merge(graphdef, params, frozen, batch_stats, self.rest if rest is None else rest)
 
@@ -92,7 +93,9 @@ def stage_units(model: nnx.Module) -> list[str]:
     units = []
     for name, value in vars(model).items():
         if isinstance(value, nnx.List):
-            units.extend(f"{name}/{i}" for i, item in enumerate(value) if isinstance(item, nnx.Module))
+            units.extend(
+                f"{name}/{i}" for i, item in enumerate(value) if isinstance(item, nnx.Module)
+            )
         elif isinstance(value, nnx.Module):
             units.append(name)
     return units
@@ -103,7 +106,9 @@ def _under(path: tuple, prefixes: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-def trainable_units(model: nnx.Module, config: TrainConfig, metadata: WeightMetadata) -> tuple[str, ...]:
+def trainable_units(
+    model: nnx.Module, config: TrainConfig, metadata: WeightMetadata
+) -> tuple[str, ...]:
     """Path prefixes of the parameters that train under ``config.transfer``."""
     classifiers = tuple(metadata.classifier_paths)
     if config.transfer == "linear_probe":
@@ -117,11 +122,13 @@ def trainable_units(model: nnx.Module, config: TrainConfig, metadata: WeightMeta
             f"--finetune_stages={config.finetune_stages} but {config.model} has "
             f"{len(backbone)} backbone stages: {', '.join(backbone)}"
         )
-    top = backbone[len(backbone) - config.finetune_stages:] if config.finetune_stages else []
+    top = backbone[len(backbone) - config.finetune_stages :] if config.finetune_stages else []
     return tuple(top) + classifiers
 
 
-def _set_modes(model: nnx.Module, units: tuple[str, ...], config: TrainConfig, *, train: bool) -> None:
+def _set_modes(
+    model: nnx.Module, units: tuple[str, ...], config: TrainConfig, *, train: bool
+) -> None:
     if config.dtype == "bfloat16":  # compute dtype; parameters and statistics stay float32
         model.set_attributes(dtype=jnp.bfloat16, raise_if_not_found=False)
     if not train:
@@ -130,12 +137,18 @@ def _set_modes(model: nnx.Module, units: tuple[str, ...], config: TrainConfig, *
     model.train()
     for path, module in nnx.iter_graph(model):
         if isinstance(module, nnx.BatchNorm):
-            frozen = not _under(path, units) or config.bn_mode == "frozen" or config.transfer == "linear_probe"
+            frozen = (
+                not _under(path, units)
+                or config.bn_mode == "frozen"
+                or config.transfer == "linear_probe"
+            )
             if frozen:
                 module.use_running_average = True
 
 
-def split_model(model: nnx.Module, config: TrainConfig, metadata: WeightMetadata) -> tuple[ModelDef, Tree, Tree, Tree]:
+def split_model(
+    model: nnx.Module, config: TrainConfig, metadata: WeightMetadata
+) -> tuple[ModelDef, Tree, Tree, Tree]:
     """-> (ModelDef, trainable params, frozen params, batch stats) as pure nested dicts.
 
     Mutates ``model``'s mode attributes (train/eval, compute dtype); split it last.
@@ -145,7 +158,9 @@ def split_model(model: nnx.Module, config: TrainConfig, metadata: WeightMetadata
     _set_modes(model, units, config, train=False)
     graphdef_eval, *_ = nnx.split(model, trainable, nnx.Param, nnx.BatchStat, ...)
     _set_modes(model, units, config, train=True)
-    graphdef_train, params, frozen, stats, rest = nnx.split(model, trainable, nnx.Param, nnx.BatchStat, ...)
+    graphdef_train, params, frozen, stats, rest = nnx.split(
+        model, trainable, nnx.Param, nnx.BatchStat, ...
+    )
     model_def = ModelDef(graphdef_train, graphdef_eval, rest, units, metadata.classifier_paths[0])
     return model_def, nnx.to_pure_dict(params), nnx.to_pure_dict(frozen), nnx.to_pure_dict(stats)
 
@@ -175,8 +190,11 @@ def resolve_pretrained(config: TrainConfig) -> TrainConfig:
         chosen = tags[0] if config.transfer != "scratch" and len(tags) == 1 else None
         config = config.replace(pretrained=chosen)
     if config.pretrained is None and config.transfer != "scratch":
-        log.warning("%s with no pretrained weights: the backbone starts from random initialisation "
-                    "(pass --pretrained=FILE_OR_TAG)", config.transfer)
+        log.warning(
+            "%s with no pretrained weights: the backbone starts from random initialisation "
+            "(pass --pretrained=FILE_OR_TAG)",
+            config.transfer,
+        )
     return config
 
 
@@ -206,7 +224,9 @@ def init_train_state(
     model_def = dataclasses.replace(model_def, rest=place_replicated_keys(model_def.rest, mesh))
     opt_state = jax.jit(tx.init, out_shardings=replicated(mesh))(params)
     step = place_replicated(jnp.zeros((), jnp.int32), mesh)
-    return model_def, TrainState(step=step, params=params, frozen=frozen, batch_stats=stats, opt_state=opt_state)
+    return model_def, TrainState(
+        step=step, params=params, frozen=frozen, batch_stats=stats, opt_state=opt_state
+    )
 
 
 def place_replicated_keys(rest: Any, mesh: Mesh) -> Any:
@@ -215,7 +235,9 @@ def place_replicated_keys(rest: Any, mesh: Mesh) -> Any:
     def place(x: Any) -> Any:
         if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
             impl = jax.random.key_impl(x)
-            return jax.random.wrap_key_data(place_replicated(jax.random.key_data(x), mesh), impl=impl)
+            return jax.random.wrap_key_data(
+                place_replicated(jax.random.key_data(x), mesh), impl=impl
+            )
         return place_replicated(x, mesh)
 
     return jax.tree.map(place, rest)
@@ -225,4 +247,3 @@ def abstract_train_state(state: TrainState, mesh: Mesh) -> TrainState:
     """Shapes, dtypes and (replicated, on ``mesh``) shardings of ``state``: a restore target."""
     sharding = replicated(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
-

@@ -33,7 +33,9 @@ def compute_dtype(name: str) -> jnp.dtype:
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
-def prepare_images(images: jax.Array, metadata: WeightMetadata, dtype: Any = jnp.float32) -> jax.Array:
+def prepare_images(
+    images: jax.Array, metadata: WeightMetadata, dtype: Any = jnp.float32
+) -> jax.Array:
     """uint8 NHWC -> normalised ``dtype`` (float inputs are taken as already normalised)."""
     if jnp.issubdtype(images.dtype, jnp.integer):
         from data_pipelines.device import normalize  # the data layer owns pixel conventions
@@ -68,8 +70,9 @@ def make_train_step(
         def loss_fn(params):
             model = model_def.merge(params, state.frozen, state.batch_stats, train=True, rest=rest)
             logits, _ = model(images)
-            loss = cross_entropy(logits, labels, mask, label_smoothing=config.label_smoothing,
-                                 class_weights=weights)
+            loss = cross_entropy(
+                logits, labels, mask, label_smoothing=config.label_smoothing, class_weights=weights
+            )
             return loss, (logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
         (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -82,8 +85,13 @@ def make_train_step(
             "grad_norm": optax.tree.norm(grads),
             "lr": jnp.asarray(schedule(state.step), jnp.float32),
         }
-        new_state = TrainState(step=state.step + 1, params=params, frozen=state.frozen,
-                               batch_stats=stats, opt_state=opt_state)
+        new_state = TrainState(
+            step=state.step + 1,
+            params=params,
+            frozen=state.frozen,
+            batch_stats=stats,
+            opt_state=opt_state,
+        )
         return new_state, metrics
 
     return jax.jit(
@@ -121,5 +129,8 @@ def make_forward(
             return logits.astype(jnp.float32)
         return extras[output].astype(jnp.float32)
 
-    return jax.jit(forward, in_shardings=(replicated(mesh), batch_sharding(mesh)),
-                   out_shardings=batch_sharding(mesh))
+    return jax.jit(
+        forward,
+        in_shardings=(replicated(mesh), batch_sharding(mesh)),
+        out_shardings=batch_sharding(mesh),
+    )

@@ -19,8 +19,22 @@ def restrict_classes(source: Any, classes: Sequence[str]) -> Any:
 
     unknown = [c for c in classes if c not in source.class_names]
     if unknown:
-        raise ValueError(f"classes {unknown} not in {source.name} (has {', '.join(source.class_names)})")
+        raise ValueError(
+            f"classes {unknown} not in {source.name} (has {', '.join(source.class_names)})"
+        )
     new_label = {source.class_names.index(c): i for i, c in enumerate(classes)}
-    records = [dataclasses.replace(r, label=new_label[r.label]) for r in source.records if r.label in new_label]
-    return ImageSource(source.name, source.split, tuple(classes), records, root=source.root,
-                       store=source.store, on_bad_image=source.on_bad_image, skipped=source.skipped)
+    records = [
+        dataclasses.replace(r, label=new_label[r.label])
+        for r in source.records
+        if r.label in new_label
+    ]
+    return ImageSource(
+        source.name,
+        source.split,
+        tuple(classes),
+        records,
+        root=source.root,
+        store=source.store,
+        on_bad_image=source.on_bad_image,
+        skipped=source.skipped,
+    )

@@ -47,9 +47,26 @@ from models.metadata import WeightMetadata
 log = logging.getLogger(__name__)
 
 # A workdir holding a checkpoint resumes only with the same values of these.
-RESUME_KEYS = ("model", "pretrained", "init_from", "transfer", "finetune_stages", "in_channels", "input_size",
-               "dataset", "classes", "val_fraction", "max_per_class", "drop_leaked", "class_balanced_sampling",
-               "global_batch_size", "seed", "num_classes", "class_names", "optimizer")
+RESUME_KEYS = (
+    "model",
+    "pretrained",
+    "init_from",
+    "transfer",
+    "finetune_stages",
+    "in_channels",
+    "input_size",
+    "dataset",
+    "classes",
+    "val_fraction",
+    "max_per_class",
+    "drop_leaked",
+    "class_balanced_sampling",
+    "global_batch_size",
+    "seed",
+    "num_classes",
+    "class_names",
+    "optimizer",
+)
 
 
 @dataclasses.dataclass
@@ -82,9 +99,16 @@ def open_run_data(config: TrainConfig) -> RunData:
     from data_pipelines.preprocess import PreprocessConfig
     from data_pipelines.sources import open_dataset
 
-    common = dict(data_dir=config.data_dir, val_fraction=config.val_fraction, seed=config.seed,
-                  drop_leaked=config.drop_leaked, on_bad_image=config.on_bad_image)
-    train = open_dataset(config.dataset, split="train", max_per_class=config.max_per_class, **common)
+    common = {
+        "data_dir": config.data_dir,
+        "val_fraction": config.val_fraction,
+        "seed": config.seed,
+        "drop_leaked": config.drop_leaked,
+        "on_bad_image": config.on_bad_image,
+    }
+    train = open_dataset(
+        config.dataset, split="train", max_per_class=config.max_per_class, **common
+    )
     try:
         val = open_dataset(config.dataset, split="val", **common)
     except DatasetLayoutError as err:
@@ -95,12 +119,18 @@ def open_run_data(config: TrainConfig) -> RunData:
     if config.classes is not None:
         train = restrict_classes(train, config.classes)
         val = None if val is None else restrict_classes(val, config.classes)
-    metadata = models.metadata_for(config.model, config.pretrained, num_classes=len(train.class_names),
-                                   in_channels=config.in_channels)
+    metadata = models.metadata_for(
+        config.model,
+        config.pretrained,
+        num_classes=len(train.class_names),
+        in_channels=config.in_channels,
+    )
     if config.input_size is not None:
         metadata = metadata.replace(input_size=config.input_size)
     metadata = metadata.replace(class_names=train.class_names)
-    train_cfg = PreprocessConfig.from_metadata(metadata, channels=config.in_channels, augment=config.augment)
+    train_cfg = PreprocessConfig.from_metadata(
+        metadata, channels=config.in_channels, augment=config.augment
+    )
     eval_cfg = PreprocessConfig.from_metadata(metadata, channels=config.in_channels, augment=False)
     return RunData(train, val, train.class_names, metadata, train_cfg, eval_cfg)
 
@@ -115,11 +145,15 @@ def plan_steps(config: TrainConfig, examples: int, mesh: Mesh) -> tuple[int, int
     if config.transfer == "linear_probe" and batch > examples:
         batch = max(mesh.size, examples // mesh.size * mesh.size)
     per_epoch = max(examples // batch, 1)
-    total = config.steps if config.steps is not None else math.ceil((config.epochs or 1.0) * per_epoch)
+    total = (
+        config.steps if config.steps is not None else math.ceil((config.epochs or 1.0) * per_epoch)
+    )
     return batch, total, per_epoch
 
 
-def resolved_config(config: TrainConfig, data: RunData, batch: int, total_steps: int) -> dict[str, Any]:
+def resolved_config(
+    config: TrainConfig, data: RunData, batch: int, total_steps: int
+) -> dict[str, Any]:
     """config.json: the TrainConfig plus what the data and the weights decided."""
     return config.to_dict() | {
         "num_classes": len(data.class_names),
@@ -135,7 +169,9 @@ def resolved_config(config: TrainConfig, data: RunData, batch: int, total_steps:
 def check_resumable(workdir: Workdir, new: dict[str, Any]) -> None:
     old = workdir.read_config()
     new = json.loads(json.dumps(new, default=str))  # tuples -> lists, as config.json holds them
-    differ = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in RESUME_KEYS if old.get(k) != new.get(k)]
+    differ = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in RESUME_KEYS if old.get(k) != new.get(k)
+    ]
     if differ:
         raise ValueError(
             f"{workdir.root} holds a checkpoint of a different run ({'; '.join(differ)}); "
@@ -143,14 +179,17 @@ def check_resumable(workdir: Workdir, new: dict[str, Any]) -> None:
         )
 
 
-def _image_evaluator(forward: Any, model_def: Any, source: Any, eval_cfg: Any, batch: int, mesh: Mesh,
-                     workers: int):
+def _image_evaluator(
+    forward: Any, model_def: Any, source: Any, eval_cfg: Any, batch: int, mesh: Mesh, workers: int
+):
     from data_pipelines.pipeline import make_eval_iterator
 
     labels = np.asarray([r.label for r in source.records], np.int32)
 
     def evaluate(state: Any) -> dict[str, float]:
-        batches = make_eval_iterator(source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=workers)
+        batches = make_eval_iterator(
+            source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=workers
+        )
         states = (state.params, state.frozen, state.batch_stats, model_def.rest)
         probs, index = gather_outputs(forward, states, batches)
         return classification_metrics(probs, labels[index])
@@ -169,23 +208,36 @@ def init_from_run(model: Any, config: TrainConfig, class_names: tuple[str, ...])
             f"this run is {config.model} for {tuple(class_names)}"
         )
     nnx.update(model, nnx.state(source.model, nnx.Any(nnx.Param, nnx.BatchStat)))
-    log.info("initialised from %s (%s checkpoint, step %d)", config.init_from, source.checkpoint, source.step)
+    log.info(
+        "initialised from %s (%s checkpoint, step %d)",
+        config.init_from,
+        source.checkpoint,
+        source.step,
+    )
 
 
-def evaluate_split(workdir: Workdir, config: TrainConfig, split: str, mesh: Mesh) -> dict[str, float]:
+def evaluate_split(
+    workdir: Workdir, config: TrainConfig, split: str, mesh: Mesh
+) -> dict[str, float]:
     """Accuracy/loss of the run's best checkpoint on ``split`` (full paper metrics: launch.evaluate)."""
     from data_pipelines.pipeline import make_eval_iterator
     from data_pipelines.preprocess import PreprocessConfig
     from data_pipelines.sources import open_dataset
 
     run = load_run(workdir, "best")
-    source = open_dataset(config.dataset, data_dir=config.data_dir, split=split,
-                          on_bad_image=config.on_bad_image)
+    source = open_dataset(
+        config.dataset, data_dir=config.data_dir, split=split, on_bad_image=config.on_bad_image
+    )
     if config.classes is not None:
         source = restrict_classes(source, config.classes)
     cfg = PreprocessConfig.from_metadata(run.metadata, channels=config.in_channels)
-    batches = make_eval_iterator(source, cfg, global_batch_size=config.eval_batch_size or config.batch_size,
-                                 mesh=mesh, workers=config.workers)
+    batches = make_eval_iterator(
+        source,
+        cfg,
+        global_batch_size=config.eval_batch_size or config.batch_size,
+        mesh=mesh,
+        workers=config.workers,
+    )
     probs, index = predict_probabilities(run.model, batches, mesh, metadata=run.metadata)
     labels = np.asarray([r.label for r in source.records], np.int32)
     return classification_metrics(probs, labels[index]) | {"checkpoint_step": float(run.step)}
@@ -201,10 +253,16 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
     data = open_run_data(config)
     batch, total_steps, per_epoch = plan_steps(config, len(data.train), mesh)
     if batch % mesh.size:
-        raise ValueError(f"batch size {batch} does not divide over the {mesh.size} devices of the mesh")
+        raise ValueError(
+            f"batch size {batch} does not divide over the {mesh.size} devices of the mesh"
+        )
     resolved = resolved_config(config, data, batch, total_steps)
-    checkpoints = RunCheckpoints(workdir, keep=config.keep_checkpoints, best_metric=config.best_metric,
-                                 best_mode=config.best_mode)
+    checkpoints = RunCheckpoints(
+        workdir,
+        keep=config.keep_checkpoints,
+        best_metric=config.best_metric,
+        best_mode=config.best_mode,
+    )
     resuming = checkpoints.latest_step() is not None
     if resuming:
         check_resumable(workdir, resolved)
@@ -228,25 +286,51 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
 
     data_iter = None
     if config.transfer == "linear_probe":
-        features = dict(model_def=model_def, state=state, config=config, metadata=data.metadata, mesh=mesh,
-                        eval_cfg=data.eval_cfg, workdir=workdir, log=run_log)
+        features = {
+            "model_def": model_def,
+            "state": state,
+            "config": config,
+            "metadata": data.metadata,
+            "mesh": mesh,
+            "eval_cfg": data.eval_cfg,
+            "workdir": workdir,
+            "log": run_log,
+        }
         train_x, train_y = cached_features(source=data.train, **features)
-        batches: Any = FeatureBatches(train_x, train_y, global_batch_size=batch, mesh=mesh, seed=config.seed,
-                                      class_balanced=config.class_balanced_sampling)
-        step_fn = make_probe_step(head_graphdef, classifier_path, tx, schedule, config, mesh, weights)
+        batches: Any = FeatureBatches(
+            train_x,
+            train_y,
+            global_batch_size=batch,
+            mesh=mesh,
+            seed=config.seed,
+            class_balanced=config.class_balanced_sampling,
+        )
+        step_fn = make_probe_step(
+            head_graphdef, classifier_path, tx, schedule, config, mesh, weights
+        )
         evaluate = None
         if data.val is not None:
             val_x, val_y = cached_features(source=data.val, **features)
             evaluate = make_probe_evaluator(head_graphdef, classifier_path, val_x, val_y, mesh)
     else:
         data_iter = batches = make_train_iterator(
-            data.train, data.train_cfg, global_batch_size=batch, mesh=mesh, seed=config.seed,
-            workers=config.workers, class_balanced=config.class_balanced_sampling)
+            data.train,
+            data.train_cfg,
+            global_batch_size=batch,
+            mesh=mesh,
+            seed=config.seed,
+            workers=config.workers,
+            class_balanced=config.class_balanced_sampling,
+        )
         step_fn = make_train_step(model_def, tx, schedule, config, data.metadata, mesh, weights)
         evaluate = None
         if data.val is not None:
-            forward = make_forward(model_def.graphdef_eval, data.metadata, mesh, dtype=compute_dtype(config.dtype))
-            evaluate = _image_evaluator(forward, model_def, data.val, data.eval_cfg, eval_batch, mesh, config.workers)
+            forward = make_forward(
+                model_def.graphdef_eval, data.metadata, mesh, dtype=compute_dtype(config.dtype)
+            )
+            evaluate = _image_evaluator(
+                forward, model_def, data.val, data.eval_cfg, eval_batch, mesh, config.workers
+            )
 
     resumed_from = None
     if resuming:
@@ -262,7 +346,9 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
     hooks: list[Any] = [LogHook(config.log_every, run_log)]
     validation = None
     if evaluate is not None:
-        validation = ValidationHook(eval_every, evaluate, checkpoints, run_log, progress if lead else None)
+        validation = ValidationHook(
+            eval_every, evaluate, checkpoints, run_log, progress if lead else None
+        )
         hooks.append(validation)
     hooks.append(CheckpointHook(config.checkpoint_every or eval_every, checkpoints, data_iter))
 
@@ -270,8 +356,10 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
         checkpoints.save_latest(final_state, data_iter, step=step)
         checkpoints.wait()
         run_log.event("stopped", step=step, reason=stop.reason if stop else None)
-        progress.message(f"stopped at step {step}: checkpoint saved in {workdir.latest_dir}; "
-                         "run the same command again to resume")
+        progress.message(
+            f"stopped at step {step}: checkpoint saved in {workdir.latest_dir}; "
+            "run the same command again to resume"
+        )
 
     def last_checkpoint() -> str | None:
         step = checkpoints.latest_step()
@@ -280,17 +368,34 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
     stop = stop or StopRequest()
     try:
         with stop.installed():
-            result = train_loop(state, step_fn, batches, total_steps=total_steps, hooks=hooks,
-                                flush_every=config.log_every, stop=stop, on_stop=save_on_stop,
-                                last_checkpoint=last_checkpoint, progress=progress)
+            result = train_loop(
+                state,
+                step_fn,
+                batches,
+                total_steps=total_steps,
+                hooks=hooks,
+                flush_every=config.log_every,
+                stop=stop,
+                on_stop=save_on_stop,
+                last_checkpoint=last_checkpoint,
+                progress=progress,
+            )
         checkpoints.wait()
         progress.close()
         test = None
         if result.stopped is None and config.final_split:
             test = evaluate_split(workdir, config, config.final_split, mesh)
             run_log.scalars(config.final_split, result.step, test)
-        return RunSummary(workdir.root, result.step, total_steps, result.stopped, resumed_from,
-                          checkpoints.best_step(), validation.history if validation else [], test)
+        return RunSummary(
+            workdir.root,
+            result.step,
+            total_steps,
+            result.stopped,
+            resumed_from,
+            checkpoints.best_step(),
+            validation.history if validation else [],
+            test,
+        )
     finally:
         checkpoints.wait()
         checkpoints.close()

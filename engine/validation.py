@@ -25,7 +25,9 @@ def host_rows(x: jax.Array) -> np.ndarray:
     return np.asarray(x)
 
 
-def gather_outputs(forward: Forward, states: Any, batches: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def gather_outputs(
+    forward: Forward, states: Any, batches: Iterable[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
     """``forward(states, batch["image"])`` over eval batches -> (outputs [N, ...], index [N]).
 
     Padding (``index`` -1 or ``mask`` False) is dropped; rows are sorted by source index.

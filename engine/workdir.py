@@ -1,13 +1,13 @@
 """The layout of a run directory (``--workdir``), shared by training, evaluation and prediction.
 
-    config.json            resolved run config: TrainConfig fields + num_classes, class_names,
-                           in_channels and the WeightMetadata used for preprocessing ("metadata")
-    versions.json          library versions, devices and git commit of the run
-    checkpoints/latest/<step>/   Orbax: "model", "train" (optimizer state, step), "data_iter"
-    checkpoints/best/<step>/     Orbax: "model" only, the best by the validation metric
-    metrics.jsonl          one JSON object per logged step / evaluation
-    tb/                    TensorBoard event files
-    cache/                 linear-probe feature caches
+config.json            resolved run config: TrainConfig fields + num_classes, class_names,
+                       in_channels and the WeightMetadata used for preprocessing ("metadata")
+versions.json          library versions, devices and git commit of the run
+checkpoints/latest/<step>/   Orbax: "model", "train" (optimizer state, step), "data_iter"
+checkpoints/best/<step>/     Orbax: "model" only, the best by the validation metric
+metrics.jsonl          one JSON object per logged step / evaluation
+tb/                    TensorBoard event files
+cache/                 linear-probe feature caches
 """
 
 from __future__ import annotations
@@ -22,8 +22,18 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "pillow",
-              "tensorboardX", "tensorflow-datasets")
+_LIBRARIES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "grain",
+    "numpy",
+    "pillow",
+    "tensorboardX",
+    "tensorflow-datasets",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +125,12 @@ def library_versions() -> dict[str, Any]:
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=False,
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

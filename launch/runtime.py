@@ -19,13 +19,20 @@ def add_device_flags(parser: argparse.ArgumentParser) -> None:
     """``--devices`` and the multi-host flags, identical in every entry point."""
     group = parser.add_argument_group("devices")
     group.add_argument(
-        "--devices", type=int, default=None,
+        "--devices",
+        type=int,
+        default=None,
         help="local devices to use (default: all). On CPU, N devices are simulated with "
-             f"{_COUNT_FLAG}=N.",
+        f"{_COUNT_FLAG}=N.",
     )
-    group.add_argument("--coordinator_address", default=None,
-                       help="host:port of process 0 for a multi-process run (not needed on TPU VMs)")
-    group.add_argument("--num_processes", type=int, default=None, help="processes in a multi-process run")
+    group.add_argument(
+        "--coordinator_address",
+        default=None,
+        help="host:port of process 0 for a multi-process run (not needed on TPU VMs)",
+    )
+    group.add_argument(
+        "--num_processes", type=int, default=None, help="processes in a multi-process run"
+    )
     group.add_argument("--process_id", type=int, default=None, help="this process's index")
 
 
@@ -36,7 +43,7 @@ def _backend_started() -> bool:
     try:
         from jax._src import xla_bridge
 
-        return bool(xla_bridge._backends)  # noqa: SLF001 (no public query exists)
+        return bool(xla_bridge._backends)
     except (ImportError, AttributeError):
         return True  # cannot tell: assume the worst
 

@@ -24,7 +24,7 @@ from launch.runtime import add_device_flags, setup_from_args
 HELP = {
     "model": "architecture (models.list_models(): small_cnn, resnet18..152, inception_v3, efficientnet_lite0)",
     "pretrained": "converted weight file (launch.convert), registered tag (efficientnet_lite0.in1k), 'auto' "
-                  "(the model's registered ImageNet tag, if it has one) or 'none' (random initialisation)",
+    "(the model's registered ImageNet tag, if it has one) or 'none' (random initialisation)",
     "transfer": "linear_probe (the paper: frozen backbone, cached features), finetune, or scratch",
     "init_from": "a run directory whose best checkpoint initialises this run (e.g. finetune after linear_probe)",
     "finetune_stages": "finetune only the last N backbone stages (+ classifier); default: all",
@@ -65,7 +65,7 @@ HELP = {
     "keep_checkpoints": "latest checkpoints kept",
     "best_metric": "validation metric that picks the best checkpoint: accuracy, balanced_accuracy, loss",
     "final_split": "split evaluated with the best checkpoint at the end, full report via launch.evaluate "
-                   "('none' to skip)",
+    "('none' to skip)",
     "progress": "show the progress bar",
 }
 
@@ -109,18 +109,34 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.config import TrainConfig
     from engine.presets import preset_names
 
-    parser = argparse.ArgumentParser(prog="python -m launch.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=preset_names(), default=None,
-                        help="start from a named configuration (engine/presets.py documents each)")
-    parser.add_argument("--demo", action="store_true",
-                        help="the README's main job: --preset=demo with 8 simulated devices")
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--preset",
+        choices=preset_names(),
+        default=None,
+        help="start from a named configuration (engine/presets.py documents each)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the README's main job: --preset=demo with 8 simulated devices",
+    )
     hints = typing.get_type_hints(TrainConfig)
     group = parser.add_argument_group("run configuration (engine.config.TrainConfig)")
     for field in dataclasses.fields(TrainConfig):
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        group.add_argument(f"--{field.name}", default=argparse.SUPPRESS,
-                           help=f"{HELP[field.name]} (default: {default})", **_flag_kwargs(hints[field.name]))
+        default = (
+            field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        )
+        group.add_argument(
+            f"--{field.name}",
+            default=argparse.SUPPRESS,
+            help=f"{HELP[field.name]} (default: {default})",
+            **_flag_kwargs(hints[field.name]),
+        )
     add_device_flags(parser)
     return parser
 
@@ -152,7 +168,8 @@ def write_report(config, args: argparse.Namespace) -> dict[str, Any]:
 
     eval_args = evaluate.build_parser().parse_args(
         [f"--workdir={config.workdir}", f"--split={config.final_split}"]
-        + ([f"--devices={args.devices}"] if args.devices else []))
+        + ([f"--devices={args.devices}"] if args.devices else [])
+    )
     return evaluate.evaluate_run(eval_args)
 
 
@@ -161,20 +178,31 @@ def print_summary(summary, config, elapsed: float, report: dict[str, Any] | None
     lines = [
         "",
         f"run: {root}  ({summary.step}/{summary.total_steps} steps, {elapsed:.0f} s"
-        + (f", resumed from step {summary.resumed_from}" if summary.resumed_from is not None else "") + ")",
+        + (
+            f", resumed from step {summary.resumed_from}"
+            if summary.resumed_from is not None
+            else ""
+        )
+        + ")",
         f"  config        {root / 'config.json'}",
         f"  metrics       {root / 'metrics.jsonl'}",
         f"  TensorBoard   tensorboard --logdir {root / 'tb'}",
-        f"  checkpoints   {root / 'checkpoints' / 'latest'}  |  best (step {summary.best_step}): "
-        f"{root / 'checkpoints' / 'best'}",
+        (
+            f"  checkpoints   {root / 'checkpoints' / 'latest'}  |  best (step {summary.best_step}): "
+            f"{root / 'checkpoints' / 'best'}"
+        ),
     ]
     if summary.validation:
         best = [v for v in summary.validation if v["is_best"]]
         if best:
-            lines.append(f"  validation    best {config.best_metric} {best[-1][config.best_metric]:.4f} at step {best[-1]['step']}")
+            lines.append(
+                f"  validation    best {config.best_metric} {best[-1][config.best_metric]:.4f} at step {best[-1]['step']}"
+            )
     if summary.test:
-        lines.append(f"  {config.final_split:<13} accuracy {summary.test['accuracy']:.4f} "
-                     f"(balanced {summary.test['balanced_accuracy']:.4f}) on {int(summary.test['count'])} images")
+        lines.append(
+            f"  {config.final_split:<13} accuracy {summary.test['accuracy']:.4f} "
+            f"(balanced {summary.test['balanced_accuracy']:.4f}) on {int(summary.test['count'])} images"
+        )
     for kind, path in (report or {}).items():
         lines.append(f"  report {kind:<6} {path}")
     if summary.stopped:
@@ -202,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("absl", "jax", "orbax", "grain"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    import jax
+
     from data_pipelines.integrity import BadImageError
     from data_pipelines.layout import DatasetLayoutError
     from engine.loop import NonFiniteError
@@ -209,14 +239,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.trainer import train
     from models.weights_file import WeightFileError
 
-    import jax
-
     lead = jax.process_index() == 0
     mesh = make_mesh(args.devices)
     if lead:
-            print(f"training {config.model} ({config.transfer}) on {config.dataset} with {mesh.size} "
-              f"{mesh.devices.flat[0].platform} devices in {jax.process_count()} process(es) -> "
-              f"{config.workdir}", flush=True)
+        print(
+            f"training {config.model} ({config.transfer}) on {config.dataset} with {mesh.size} "
+            f"{mesh.devices.flat[0].platform} devices in {jax.process_count()} process(es) -> "
+            f"{config.workdir}",
+            flush=True,
+        )
     start = time.perf_counter()
     report = None
     try:
@@ -227,11 +258,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteError as err:
         print(f"launch.train: error: {err}", file=sys.stderr)
         return 3
-    except (BadImageError, DatasetLayoutError, FileNotFoundError, WeightFileError, ValueError) as err:
+    except (
+        BadImageError,
+        DatasetLayoutError,
+        FileNotFoundError,
+        WeightFileError,
+        ValueError,
+    ) as err:
         print(f"launch.train: error: {err}", file=sys.stderr)
         if config.pretrained and str(config.pretrained) in str(err):
-            print("  ImageNet weights are converted once with `python -m launch.convert` "
-                  "(engine/presets.py shows the Inception-V3 command)", file=sys.stderr)
+            print(
+                "  ImageNet weights are converted once with `python -m launch.convert` "
+                "(engine/presets.py shows the Inception-V3 command)",
+                file=sys.stderr,
+            )
         return 2
     if lead:
         print_summary(summary, config, time.perf_counter() - start, report)

@@ -12,14 +12,27 @@ from engine.config import TrainConfig
 def tiny_config(tmp_path) -> TrainConfig:
     """small_cnn at 32 px on the bundled OCT sample: seconds per run on 2 cores."""
     return TrainConfig(
-        model="small_cnn", transfer="scratch", dataset="oct_sample", input_size=32, in_channels=1,
-        batch_size=16, eval_batch_size=16, steps=4, val_fraction=0.25, log_every=2, eval_every=2,
-        workdir=str(tmp_path / "run"), progress=False, final_split=None, schedule="constant",
+        model="small_cnn",
+        transfer="scratch",
+        dataset="oct_sample",
+        input_size=32,
+        in_channels=1,
+        batch_size=16,
+        eval_batch_size=16,
+        steps=4,
+        val_fraction=0.25,
+        log_every=2,
+        eval_every=2,
+        workdir=str(tmp_path / "run"),
+        progress=False,
+        final_split=None,
+        schedule="constant",
     )
 
 
-def random_batch(size: int, *, seed: int = 0, pixels: int = 32, channels: int = 1,
-                 num_classes: int = 4) -> dict[str, np.ndarray]:
+def random_batch(
+    size: int, *, seed: int = 0, pixels: int = 32, channels: int = 1, num_classes: int = 4
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {
         "image": rng.integers(0, 256, size=(size, pixels, pixels, channels), dtype=np.uint8),

@@ -28,8 +28,9 @@ def _state_on(config, mesh):
 def test_checkpoint_from_8_devices_restores_onto_fewer(tiny_config, restore_devices):
     workdir = Workdir(tiny_config.workdir)
     saved = _state_on(tiny_config, make_mesh(8))
-    saved = saved.replace(step=saved.step + 7,
-                          params=jax.tree.map(lambda x: x + 0.5, saved.params))  # not the init values
+    saved = saved.replace(
+        step=saved.step + 7, params=jax.tree.map(lambda x: x + 0.5, saved.params)
+    )  # not the init values
     checkpoints = RunCheckpoints(workdir)
     checkpoints.save_latest(saved)
     checkpoints.wait()
@@ -51,8 +52,13 @@ def test_nan_stops_with_the_step_and_the_last_good_checkpoint(tmp_path):
     """Loss turns NaN at step 5; checkpoints every 2 steps: step 4's is named, none is written after."""
     tx = optax.sgd(0.1)
     params = {"w": jnp.ones(3)}
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen={}, batch_stats={},
-                       opt_state=tx.init(params))
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        frozen={},
+        batch_stats={},
+        opt_state=tx.init(params),
+    )
     workdir = Workdir(tmp_path)
     checkpoints = RunCheckpoints(workdir, async_save=False)
 
@@ -67,8 +73,15 @@ def test_nan_stops_with_the_step_and_the_last_good_checkpoint(tmp_path):
         return str(workdir.latest_dir / str(checkpoints.latest_step()))
 
     with pytest.raises(NonFiniteError) as caught:
-        train_loop(state, step_fn, iter(range(100)), total_steps=20, flush_every=3,
-                   hooks=[CheckpointHook(2, checkpoints)], last_checkpoint=last)
+        train_loop(
+            state,
+            step_fn,
+            iter(range(100)),
+            total_steps=20,
+            flush_every=3,
+            hooks=[CheckpointHook(2, checkpoints)],
+            last_checkpoint=last,
+        )
     checkpoints.close()
     assert caught.value.step == 5
     assert caught.value.last_checkpoint.endswith("latest/4")

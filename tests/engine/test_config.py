@@ -16,13 +16,16 @@ def test_json_round_trip_keeps_tuples():
     assert again == config and again.classes == ("NORMAL", "CNV")
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"transfer": "scratch", "pretrained": "w.npz"}, "drop --pretrained"),
-    ({"class_balanced_sampling": True, "class_weighting": "balanced"}, "not both"),
-    ({"best_metric": "f1"}, "best_metric"),
-    ({"classes": ("CNV",)}, "at least two"),
-    ({"val_fraction": 1.0}, "val_fraction"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"transfer": "scratch", "pretrained": "w.npz"}, "drop --pretrained"),
+        ({"class_balanced_sampling": True, "class_weighting": "balanced"}, "not both"),
+        ({"best_metric": "f1"}, "best_metric"),
+        ({"classes": ("CNV",)}, "at least two"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+    ],
+)
 def test_invalid_combinations_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
@@ -34,7 +37,15 @@ def test_unknown_keys_are_refused():
 
 
 def test_auto_pretrained_picks_the_models_registered_weights():
-    assert resolve_pretrained(TrainConfig(model="efficientnet_lite0")).pretrained == "efficientnet_lite0.in1k"
-    assert resolve_pretrained(TrainConfig(model="efficientnet_lite0", transfer="scratch")).pretrained is None
+    assert (
+        resolve_pretrained(TrainConfig(model="efficientnet_lite0")).pretrained
+        == "efficientnet_lite0.in1k"
+    )
+    assert (
+        resolve_pretrained(TrainConfig(model="efficientnet_lite0", transfer="scratch")).pretrained
+        is None
+    )
     assert resolve_pretrained(TrainConfig(model="small_cnn")).pretrained is None  # none registered
-    assert resolve_pretrained(TrainConfig(model="small_cnn", pretrained="w.npz")).pretrained == "w.npz"
+    assert (
+        resolve_pretrained(TrainConfig(model="small_cnn", pretrained="w.npz")).pretrained == "w.npz"
+    )

@@ -21,9 +21,19 @@ from engine.workdir import Workdir
 from models.loading import flat_state
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_FLAGS = ["--dataset=oct_sample", "--model=small_cnn", "--transfer=scratch", "--input_size=32",
-              "--in_channels=1", "--batch_size=16", "--eval_batch_size=16", "--val_fraction=0.25",
-              "--schedule=constant", "--no-progress", "--final_split=none"]
+TINY_FLAGS = [
+    "--dataset=oct_sample",
+    "--model=small_cnn",
+    "--transfer=scratch",
+    "--input_size=32",
+    "--in_channels=1",
+    "--batch_size=16",
+    "--eval_batch_size=16",
+    "--val_fraction=0.25",
+    "--schedule=constant",
+    "--no-progress",
+    "--final_split=none",
+]
 
 
 def _free_port() -> int:
@@ -34,8 +44,13 @@ def _free_port() -> int:
 
 def _launch(args: list[str], log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # --devices decides
-    return subprocess.Popen([sys.executable, "-m", "launch.train", *TINY_FLAGS, *args], cwd=REPO, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "launch.train", *TINY_FLAGS, *args],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.mark.slow
@@ -43,8 +58,15 @@ def test_two_processes_train_together_like_one(tmp_path, tiny_config):
     """2 processes x 2 devices == 1 process x 4 devices on the same global batches."""
     port = _free_port()
     workdir = tmp_path / "two"
-    common = [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", "--devices=2",
-              "--steps=3", "--eval_every=2", "--log_every=1", f"--workdir={workdir}"]
+    common = [
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        "--devices=2",
+        "--steps=3",
+        "--eval_every=2",
+        "--log_every=1",
+        f"--workdir={workdir}",
+    ]
     procs = [_launch([*common, f"--process_id={i}"], tmp_path / f"p{i}.log") for i in range(2)]
     codes = [p.wait(timeout=300) for p in procs]
     logs = "\n".join((tmp_path / f"p{i}.log").read_text()[-2000:] for i in range(2))
@@ -56,7 +78,10 @@ def test_two_processes_train_together_like_one(tmp_path, tiny_config):
 
     single = tiny_config.replace(steps=3, eval_every=2, workdir=str(tmp_path / "one"))
     train(single, make_mesh(4))
-    two, one = flat_state(load_run(workdir, "latest").model), flat_state(load_run(single.workdir, "latest").model)
+    two, one = (
+        flat_state(load_run(workdir, "latest").model),
+        flat_state(load_run(single.workdir, "latest").model),
+    )
     assert two.keys() == one.keys()
     for key in two:
         np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6, err_msg=key)
@@ -68,8 +93,16 @@ def test_two_processes_train_together_like_one(tmp_path, tiny_config):
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     workdir = tmp_path / "run"
     log = tmp_path / "train.log"
-    proc = _launch(["--devices=8", "--steps=100000", "--log_every=1", "--eval_every=100000",
-                    f"--workdir={workdir}"], log)
+    proc = _launch(
+        [
+            "--devices=8",
+            "--steps=100000",
+            "--log_every=1",
+            "--eval_every=100000",
+            f"--workdir={workdir}",
+        ],
+        log,
+    )
     deadline = time.time() + 240
     while not any(r.get("split") == "train" for r in read_metrics(Workdir(workdir))):
         assert proc.poll() is None, log.read_text()[-3000:]

@@ -17,7 +17,9 @@ from tests.engine.conftest import random_batch
 
 
 def _train(config, mesh, batches, num_classes=4):
-    meta = models.metadata_for(config.model, num_classes=num_classes, in_channels=config.in_channels)
+    meta = models.metadata_for(
+        config.model, num_classes=num_classes, in_channels=config.in_channels
+    )
     model = build_model(config, num_classes)
     tx, schedule = make_optimizer(config, 10, "head")
     model_def, state = init_train_state(model, config, meta, tx, mesh)
@@ -36,16 +38,20 @@ def test_eight_devices_match_one_device(tiny_config):
     on1, hist1 = _train(tiny_config, make_mesh(1), batches)
     for a, b in zip(jax.tree.leaves(on8), jax.tree.leaves(on1), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
-    assert [float(h["loss"]) for h in hist8] == pytest.approx([float(h["loss"]) for h in hist1], rel=1e-5)
+    assert [float(h["loss"]) for h in hist8] == pytest.approx(
+        [float(h["loss"]) for h in hist1], rel=1e-5
+    )
     # Training moved the parameters and the statistics: the comparison above is not vacuous.
     first = _train(tiny_config, make_mesh(1), batches[:0])[0]
     assert not np.allclose(first.params["head"]["kernel"], on8.params["head"]["kernel"])
-    assert not np.allclose(first.batch_stats["stem"]["bn"]["mean"], on8.batch_stats["stem"]["bn"]["mean"])
+    assert not np.allclose(
+        first.batch_stats["stem"]["bn"]["mean"], on8.batch_stats["stem"]["bn"]["mean"]
+    )
 
 
 def test_bfloat16_compute_keeps_float32_parameters(tiny_config):
     batches = [random_batch(16, seed=s) for s in range(2)]
-    f32, hist32 = _train(tiny_config, make_mesh(8), batches)
+    _, hist32 = _train(tiny_config, make_mesh(8), batches)
     bf16, hist16 = _train(tiny_config.replace(dtype="bfloat16"), make_mesh(8), batches)
     assert {x.dtype for x in jax.tree.leaves(bf16.params)} == {np.dtype("float32")}
     assert {x.dtype for x in jax.tree.leaves(bf16.batch_stats)} == {np.dtype("float32")}
@@ -55,7 +61,9 @@ def test_bfloat16_compute_keeps_float32_parameters(tiny_config):
 
 def test_finetune_top_stage_freezes_the_rest(tiny_config):
     """finetune_stages=1: only the last stage and the classifier move; frozen BN stats stay."""
-    config = tiny_config.replace(transfer="finetune", finetune_stages=1, optimizer="sgd", momentum=0.0)
+    config = tiny_config.replace(
+        transfer="finetune", finetune_stages=1, optimizer="sgd", momentum=0.0
+    )
     model = build_model(config, 4)
     meta = models.metadata_for("small_cnn", num_classes=4)
     assert stage_units(model) == ["stem", "stages/0", "stages/1", "head"]
@@ -63,9 +71,15 @@ def test_finetune_top_stage_freezes_the_rest(tiny_config):
     before = _train(config, make_mesh(8), [])[0]
     after, _ = _train(config, make_mesh(8), [random_batch(16)])
     assert set(after.params) == {"stages", "head"} and set(after.params["stages"]) == {1}
-    np.testing.assert_array_equal(before.frozen["stem"]["conv"]["kernel"], after.frozen["stem"]["conv"]["kernel"])
-    np.testing.assert_array_equal(before.batch_stats["stem"]["bn"]["mean"], after.batch_stats["stem"]["bn"]["mean"])
-    assert not np.allclose(before.batch_stats["stages"][1]["bn"]["mean"], after.batch_stats["stages"][1]["bn"]["mean"])
+    np.testing.assert_array_equal(
+        before.frozen["stem"]["conv"]["kernel"], after.frozen["stem"]["conv"]["kernel"]
+    )
+    np.testing.assert_array_equal(
+        before.batch_stats["stem"]["bn"]["mean"], after.batch_stats["stem"]["bn"]["mean"]
+    )
+    assert not np.allclose(
+        before.batch_stats["stages"][1]["bn"]["mean"], after.batch_stats["stages"][1]["bn"]["mean"]
+    )
     assert not np.allclose(before.params["head"]["kernel"], after.params["head"]["kernel"])
 
 
@@ -76,10 +90,11 @@ def test_backbone_learning_rate_is_scaled(tiny_config):
     start = _train(base, make_mesh(1), [])[0]
     full, _ = _train(base.replace(backbone_lr_scale=1.0), make_mesh(1), batch)
     scaled, _ = _train(base.replace(backbone_lr_scale=0.1), make_mesh(1), batch)
-    kernel = lambda s: s.params["stem"]["conv"]["kernel"]  # noqa: E731
-    head = lambda s: s.params["head"]["kernel"]  # noqa: E731
-    np.testing.assert_allclose(kernel(scaled) - kernel(start), 0.1 * (kernel(full) - kernel(start)),
-                               rtol=1e-4, atol=1e-7)
+    kernel = lambda s: s.params["stem"]["conv"]["kernel"]
+    head = lambda s: s.params["head"]["kernel"]
+    np.testing.assert_allclose(
+        kernel(scaled) - kernel(start), 0.1 * (kernel(full) - kernel(start)), rtol=1e-4, atol=1e-7
+    )
     np.testing.assert_allclose(head(scaled), head(full), rtol=1e-6)
 
 
@@ -105,7 +120,9 @@ def test_dropout_streams_follow_the_step_and_differ_per_layer(tiny_config):
 
     def masks(step):
         rest = model_def.seeded_rest(jax.random.fold_in(jax.random.key(0), step))
-        _, extras = jax.jit(lambda r: model_def.merge(params, frozen, stats, train=True, rest=r)(x))(rest)
+        _, extras = jax.jit(
+            lambda r: model_def.merge(params, frozen, stats, train=True, rest=r)(x)
+        )(rest)
         return np.asarray(extras["a"] != 0), np.asarray(extras["b"] != 0)
 
     a1, b1 = masks(1)
@@ -115,7 +132,9 @@ def test_dropout_streams_follow_the_step_and_differ_per_layer(tiny_config):
     assert (a1 != a2).any() and (a1 != b1).any()  # new masks each step, independent layers
     # And the jitted train step runs with them (dropout under grad, no trace-level errors).
     tx, schedule = make_optimizer(tiny_config, 10, "head")
-    model_def, state = init_train_state(_DropoutNet(nnx.Rngs(0)), tiny_config, meta, tx, make_mesh(8))
+    model_def, state = init_train_state(
+        _DropoutNet(nnx.Rngs(0)), tiny_config, meta, tx, make_mesh(8)
+    )
     step = make_train_step(model_def, tx, schedule, tiny_config, meta, make_mesh(8))
     _, metrics = step(state, place_batch(random_batch(16, pixels=2, num_classes=2), make_mesh(8)))
     assert np.isfinite(float(metrics["loss"]))

@@ -59,8 +59,9 @@ def test_two_steps_end_to_end(tiny_config):
 def test_interrupted_and_resumed_equals_uninterrupted(tiny_config):
     """Stopped after 3 of 6 steps, resumed: bitwise the parameters of a run never stopped."""
     mesh = make_mesh(8)
-    straight = tiny_config.replace(steps=6, eval_every=3, schedule="cosine",
-                                   workdir=tiny_config.workdir + "_straight")
+    straight = tiny_config.replace(
+        steps=6, eval_every=3, schedule="cosine", workdir=tiny_config.workdir + "_straight"
+    )
     interrupted = straight.replace(workdir=tiny_config.workdir + "_interrupted")
     train(straight, mesh)
     first = train(interrupted, mesh, stop=StopAfterSteps(3))
@@ -78,14 +79,22 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_config):
 def test_linear_probe_computes_features_once(tiny_config):
     """Features are computed once per image, reused across epochs and by a resumed run."""
     mesh = make_mesh(8)
-    config = tiny_config.replace(transfer="linear_probe", steps=5, eval_every=5)  # 36 train images, batch 16
+    config = tiny_config.replace(
+        transfer="linear_probe", steps=5, eval_every=5
+    )  # 36 train images, batch 16
     train(config, mesh)
     events = [r for r in read_metrics(Workdir(config.workdir)) if r.get("event") == "features"]
-    assert [(e["split"], e["computed"], e["cached"]) for e in events] == [("train", 36, 0), ("val", 12, 0)]
+    assert [(e["split"], e["computed"], e["cached"]) for e in events] == [
+        ("train", 36, 0),
+        ("val", 12, 0),
+    ]
     summary = train(config.replace(steps=8), mesh)
     assert summary.resumed_from == 5 and summary.step == 8
     events = [r for r in read_metrics(Workdir(config.workdir)) if r.get("event") == "features"][2:]
-    assert [(e["split"], e["computed"], e["cached"]) for e in events] == [("train", 0, 36), ("val", 0, 12)]
+    assert [(e["split"], e["computed"], e["cached"]) for e in events] == [
+        ("train", 0, 36),
+        ("val", 0, 12),
+    ]
     # Only the classifier trained: the checkpoint's backbone is the initial one, its head is not.
     trained = load_run(config.workdir, "latest").model
     initial = build_model(config, 4)
@@ -106,11 +115,14 @@ def test_init_from_starts_from_another_runs_best_weights(tiny_config):
     mesh = make_mesh(8)
     probe = tiny_config.replace(steps=2, eval_every=2, workdir=tiny_config.workdir + "_first")
     train(probe, mesh)
-    tuned = tiny_config.replace(transfer="finetune", finetune_stages=0, init_from=probe.workdir, steps=1,
-                                eval_every=1)
+    tuned = tiny_config.replace(
+        transfer="finetune", finetune_stages=0, init_from=probe.workdir, steps=1, eval_every=1
+    )
     train(tuned, mesh)
     before, after = load_run(probe.workdir).model, load_run(tuned.workdir).model
     np.testing.assert_array_equal(before.stem.conv.kernel[...], after.stem.conv.kernel[...])
     assert not np.array_equal(before.head.kernel[...], after.head.kernel[...])
     with pytest.raises(ValueError, match="init_from"):
-        train(tuned.replace(classes=("NORMAL", "CNV"), workdir=tiny_config.workdir + "_other"), mesh)
+        train(
+            tuned.replace(classes=("NORMAL", "CNV"), workdir=tiny_config.workdir + "_other"), mesh
+        )

@@ -24,8 +24,16 @@ def test_bad_config_is_a_usage_error(capsys):
 
 
 def test_missing_weight_file_is_named(tmp_path, capsys):
-    code = train.main(["--dataset=oct_sample", "--model=small_cnn", "--pretrained=nowhere.npz",
-                       f"--workdir={tmp_path}", "--devices=8", "--no-progress"])
+    code = train.main(
+        [
+            "--dataset=oct_sample",
+            "--model=small_cnn",
+            "--pretrained=nowhere.npz",
+            f"--workdir={tmp_path}",
+            "--devices=8",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "nowhere.npz" in capsys.readouterr().err
 
@@ -34,7 +42,9 @@ def test_missing_weight_file_is_named(tmp_path, capsys):
 @pytest.mark.foreign  # the ImageNet weights are converted from their torch file on first use
 def test_demo_smoke_runs_with_real_weights(tmp_path, capsys):
     """The demo's code path (EfficientNet-Lite0 ImageNet weights, linear probe) at 64 px."""
-    code = train.main(["--preset=demo_smoke", f"--workdir={tmp_path}", "--devices=8", "--no-progress"])
+    code = train.main(
+        ["--preset=demo_smoke", f"--workdir={tmp_path}", "--devices=8", "--no-progress"]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert str(tmp_path / "metrics.jsonl") in out
@@ -42,4 +52,6 @@ def test_demo_smoke_runs_with_real_weights(tmp_path, capsys):
     assert str(tmp_path / "eval" / "test" / "report.html") in out
     assert report["provenance"]["images"] == 32
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["pretrained"] == "efficientnet_lite0.in1k" and config["transfer"] == "linear_probe"
+    assert (
+        config["pretrained"] == "efficientnet_lite0.in1k" and config["transfer"] == "linear_probe"
+    )
