@@ -56,7 +56,7 @@ class ModelDef:
     graphdef_train: nnx.GraphDef
     graphdef_eval: nnx.GraphDef
     rest: Any  # RNG streams etc.: not trained, not checkpointed, re-seeded per step
-    trainable_units: tuple[str, ...]  # path prefixes whose parameters train
+    trainable_units: tuple[str, ...] | None  # path prefixes whose parameters train; None: all
     classifier_path: str  # the (main) classifier, e.g. "head"
 
     def merge(
@@ -84,21 +84,48 @@ class ModelDef:
         return nnx.to_pure_dict(nnx.from_flat_state(flat))
 
 
-def stage_units(model: nnx.Module) -> list[str]:
-    """Top-level building blocks of ``model`` in definition order (``stem``, ``stage1``..).
+def stage_units(model: nnx.Module, input_shape: tuple[int, ...]) -> list[str]:
+    """The parameterised building blocks of ``model`` in forward order (``stem``, ... ``head``).
 
-    A list of blocks counts as one unit per element (``stages/0``, ``stages/1``, ...), so
-    "the last N stages" means the same thing for every family.
+    A unit is a top-level attribute holding parameters (``stem``, ``stage1``, ``head_conv``,
+    ``head``), except that each element of a list named ``stages`` is a unit of its own
+    (``stages/0``, ``stages/1``, ...): the two conventions of this repository's families.
+    Order is the order in which the forward pass (traced abstractly on ``input_shape``, NHWC
+    with batch 1) first uses each unit's parameters, so it does not depend on how the
+    attributes happen to be stored. Units the eval-mode forward never uses (an auxiliary
+    head) come last.
     """
-    units = []
-    for name, value in vars(model).items():
-        if isinstance(value, nnx.List):
-            units.extend(
-                f"{name}/{i}" for i, item in enumerate(value) if isinstance(item, nnx.Module)
-            )
-        elif isinstance(value, nnx.Module):
-            units.append(name)
-    return units
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    flat = list(nnx.to_flat_state(params))
+
+    def unit_of(path: tuple) -> str:
+        if path[0] == "stages" and len(path) > 1 and str(path[1]).isdigit():
+            return f"stages/{path[1]}"
+        return str(path[0])
+
+    units = [unit_of(path) for path, _ in flat]
+    graphdef = nnx.graphdef(model)
+
+    def forward(leaves: list[jax.Array], others: Any, x: jax.Array) -> jax.Array:
+        state = nnx.from_flat_state(
+            [(p, v.replace(leaf)) for (p, v), leaf in zip(flat, leaves, strict=True)]
+        )
+        net = nnx.merge(graphdef, state, others)
+        net.eval()
+        return net(x)[0]
+
+    shape_of = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)
+    abstract = [shape_of(x) for _, v in flat for x in jax.tree.leaves(v)]
+    image = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    jaxpr = jax.make_jaxpr(forward)(abstract, jax.tree.map(shape_of, rest), image).jaxpr
+    position = {id(var): i for i, var in enumerate(jaxpr.invars[: len(flat)])}
+    order: list[str] = []
+    for eqn in jaxpr.eqns:
+        for var in eqn.invars:
+            unit = units[position[id(var)]] if id(var) in position else None
+            if unit is not None and unit not in order:
+                order.append(unit)
+    return order + [u for u in dict.fromkeys(units) if u not in order]
 
 
 def _under(path: tuple, prefixes: tuple[str, ...]) -> bool:
@@ -108,15 +135,20 @@ def _under(path: tuple, prefixes: tuple[str, ...]) -> bool:
 
 def trainable_units(
     model: nnx.Module, config: TrainConfig, metadata: WeightMetadata
-) -> tuple[str, ...]:
-    """Path prefixes of the parameters that train under ``config.transfer``."""
+) -> tuple[str, ...] | None:
+    """Path prefixes of the parameters that train under ``config.transfer`` (None: all)."""
     classifiers = tuple(metadata.classifier_paths)
     if config.transfer == "linear_probe":
         return classifiers[:1]
-    units = stage_units(model)
     if config.transfer == "scratch" or config.finetune_stages is None:
-        return tuple(units)
-    backbone = [u for u in units if not _under(tuple(u.split("/")), classifiers)]
+        return None
+    units = stage_units(model, (metadata.input_size, metadata.input_size, config.in_channels))
+    backbone = [  # units that hold no classifier (Inception's aux_head holds aux_head/fc)
+        u
+        for u in units
+        if not _under(tuple(u.split("/")), classifiers)
+        and not any(_under(tuple(c.split("/")), (u,)) for c in classifiers)
+    ]
     if config.finetune_stages > len(backbone):
         raise ValueError(
             f"--finetune_stages={config.finetune_stages} but {config.model} has "
@@ -126,8 +158,12 @@ def trainable_units(
     return tuple(top) + classifiers
 
 
+def _trains(path: tuple, units: tuple[str, ...] | None) -> bool:
+    return units is None or _under(path, units)
+
+
 def _set_modes(
-    model: nnx.Module, units: tuple[str, ...], config: TrainConfig, *, train: bool
+    model: nnx.Module, units: tuple[str, ...] | None, config: TrainConfig, *, train: bool
 ) -> None:
     if config.dtype == "bfloat16":  # compute dtype; parameters and statistics stay float32
         model.set_attributes(dtype=jnp.bfloat16, raise_if_not_found=False)
@@ -138,7 +174,7 @@ def _set_modes(
     for path, module in nnx.iter_graph(model):
         if isinstance(module, nnx.BatchNorm):
             frozen = (
-                not _under(path, units)
+                not _trains(path, units)
                 or config.bn_mode == "frozen"
                 or config.transfer == "linear_probe"
             )
@@ -154,7 +190,7 @@ def split_model(
     Mutates ``model``'s mode attributes (train/eval, compute dtype); split it last.
     """
     units = trainable_units(model, config, metadata)
-    trainable = nnx.All(nnx.Param, lambda path, _: _under(path, units))
+    trainable = nnx.All(nnx.Param, lambda path, _: _trains(path, units))
     _set_modes(model, units, config, train=False)
     graphdef_eval, *_ = nnx.split(model, trainable, nnx.Param, nnx.BatchStat, ...)
     _set_modes(model, units, config, train=True)

@@ -66,7 +66,7 @@ def test_finetune_top_stage_freezes_the_rest(tiny_config):
     )
     model = build_model(config, 4)
     meta = models.metadata_for("small_cnn", num_classes=4)
-    assert stage_units(model) == ["stem", "stages/0", "stages/1", "head"]
+    assert stage_units(model, (32, 32, 1)) == ["stem", "stages/0", "stages/1", "head"]
     assert trainable_units(model, config, meta) == ("stages/1", "head")
     before = _train(config, make_mesh(8), [])[0]
     after, _ = _train(config, make_mesh(8), [random_batch(16)])
@@ -138,3 +138,17 @@ def test_dropout_streams_follow_the_step_and_differ_per_layer(tiny_config):
     step = make_train_step(model_def, tx, schedule, tiny_config, meta, make_mesh(8))
     _, metrics = step(state, place_batch(random_batch(16, pixels=2, num_classes=2), make_mesh(8)))
     assert np.isfinite(float(metrics["loss"]))
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("resnet18", ["stem", "stage1", "stage2", "stage3", "stage4", "head"]),
+        ("efficientnet_lite0", ["stem", *[f"stages/{i}" for i in range(7)], "head_conv", "head"]),
+    ],
+)
+def test_stages_come_in_forward_order_whatever_the_attribute_order(name, expected):
+    abstract = nnx.eval_shape(
+        lambda: models.create(name, num_classes=4)
+    )  # attributes come back sorted
+    assert stage_units(abstract, (64, 64, 3)) == expected
