@@ -141,7 +141,9 @@ class RunCheckpoints:
     def restore_latest(self, target: TrainState, data_iter: Any = None) -> TrainState:
         """The latest checkpoint, laid out (shapes, dtypes, shardings) like ``target``.
 
-        ``data_iter``, when given, is set to the saved position in place.
+        ``data_iter``, when given, is set to the saved position in place. Grain saves one
+        position per process: when the process count changed since the save, the data order
+        cannot be continued exactly and the iterator restarts (logged); the state still restores.
         """
         step = self.latest.latest_step()
         if step is None:
@@ -155,7 +157,16 @@ class RunCheckpoints:
         if data_iter is not None:
             import grain
 
-            items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+            saved = self.workdir.latest_dir / str(step) / "data_iter"
+            mine = saved / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+            if mine.is_file():
+                items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+            elif saved.is_dir():
+                log.warning(
+                    "%s was saved by another number of processes: the data iterator restarts "
+                    "(resumed data order differs from an uninterrupted run)",
+                    saved,
+                )
         restored = self.latest.restore(step, args=ocp.args.Composite(**items))
         variables = restored["model"]
         return TrainState(

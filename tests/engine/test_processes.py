@@ -87,6 +87,9 @@ def test_two_processes_train_together_like_one(tmp_path, tiny_config):
         np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6, err_msg=key)
     train_rows = [r for r in read_metrics(wd) if r.get("split") == "train"]
     assert [r["step"] for r in train_rows] == [1, 2, 3]  # one writer (process 0)
+    # The 2-process checkpoint resumes in one process on 8 devices (the data order restarts).
+    resumed = train(single.replace(workdir=str(workdir), steps=4), make_mesh(8))
+    assert resumed.resumed_from == 3 and resumed.step == 4
 
 
 @pytest.mark.slow
