@@ -8,6 +8,7 @@ Restore order (STYLE.md lesson 12): the workdir's own latest checkpoint (a resum
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -243,13 +244,96 @@ def evaluate_split(
     return classification_metrics(probs, labels[index]) | {"checkpoint_step": float(run.step)}
 
 
-def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -> RunSummary:
-    """Train (or resume) the run ``config`` describes on ``mesh``; see the module docstring."""
+@dataclasses.dataclass
+class StepSetup:
+    """What the transfer mode decides: the step, where its batches come from, validation."""
+
+    step_fn: Any
+    batches: Any  # iterator of global batches
+    data_iter: Any  # the Grain iterator to checkpoint (None for cached features)
+    evaluate: Any  # state -> validation metrics, or None without a validation split
+
+
+def _probe_setup(
+    config,
+    data,
+    model_def,
+    state,
+    tx,
+    schedule,
+    head_graphdef,
+    weights,
+    batch,
+    mesh,
+    workdir,
+    run_log,
+) -> StepSetup:
+    """Linear probe: features once, then the classifier on the cache."""
+    classifier_path = model_def.classifier_path
+    features = {
+        "model_def": model_def,
+        "state": state,
+        "config": config,
+        "metadata": data.metadata,
+        "mesh": mesh,
+        "eval_cfg": data.eval_cfg,
+        "workdir": workdir,
+        "log": run_log,
+    }
+    train_x, train_y = cached_features(source=data.train, **features)
+    batches = FeatureBatches(
+        train_x,
+        train_y,
+        global_batch_size=batch,
+        mesh=mesh,
+        seed=config.seed,
+        class_balanced=config.class_balanced_sampling,
+    )
+    step_fn = make_probe_step(head_graphdef, classifier_path, tx, schedule, config, mesh, weights)
+    evaluate = None
+    if data.val is not None:
+        val_x, val_y = cached_features(source=data.val, **features)
+        evaluate = make_probe_evaluator(head_graphdef, classifier_path, val_x, val_y, mesh)
+    return StepSetup(step_fn, batches, None, evaluate)
+
+
+def _image_setup(config, data, model_def, tx, schedule, weights, batch, mesh) -> StepSetup:
+    """Fine-tuning / scratch: the full train step on image batches from the Grain pipeline."""
     from data_pipelines.pipeline import make_train_iterator
 
+    data_iter = make_train_iterator(
+        data.train,
+        data.train_cfg,
+        global_batch_size=batch,
+        mesh=mesh,
+        seed=config.seed,
+        workers=config.workers,
+        class_balanced=config.class_balanced_sampling,
+    )
+    step_fn = make_train_step(model_def, tx, schedule, config, data.metadata, mesh, weights)
+    evaluate = None
+    if data.val is not None:
+        forward = make_forward(
+            model_def.graphdef_eval, data.metadata, mesh, dtype=compute_dtype(config.dtype)
+        )
+        evaluate = _image_evaluator(
+            forward,
+            model_def,
+            data.val,
+            data.eval_cfg,
+            config.eval_batch_size or batch,
+            mesh,
+            config.workers,
+        )
+    return StepSetup(step_fn, data_iter, data_iter, evaluate)
+
+
+def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -> RunSummary:
+    """Train (or resume) the run ``config`` describes on ``mesh``; see the module docstring."""
     config = resolve_pretrained(config)
     workdir = Workdir(config.workdir)
     lead = jax.process_index() == 0
+    stop = stop or StopRequest()
     data = open_run_data(config)
     batch, total_steps, per_epoch = plan_steps(config, len(data.train), mesh)
     if batch % mesh.size:
@@ -257,121 +341,93 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
             f"batch size {batch} does not divide over the {mesh.size} devices of the mesh"
         )
     resolved = resolved_config(config, data, batch, total_steps)
-    checkpoints = RunCheckpoints(
-        workdir,
-        keep=config.keep_checkpoints,
-        best_metric=config.best_metric,
-        best_mode=config.best_mode,
-    )
-    resuming = checkpoints.latest_step() is not None
-    if resuming:
-        check_resumable(workdir, resolved)
-    if lead:
-        workdir.write_config(resolved)
-        workdir.write_versions({"mesh_devices": mesh.size})
-    run_log = RunLog(workdir, enabled=lead)
-    progress = ProgressBar(total_steps, enabled=lead and config.progress)
+    with contextlib.ExitStack() as cleanup:
+        checkpoints = RunCheckpoints(
+            workdir,
+            keep=config.keep_checkpoints,
+            best_metric=config.best_metric,
+            best_mode=config.best_mode,
+        )
+        cleanup.callback(checkpoints.close)
+        cleanup.callback(checkpoints.wait)  # callbacks run last-in first-out: wait, then close
+        resuming = checkpoints.latest_step() is not None
+        if resuming:
+            check_resumable(workdir, resolved)
+        if lead:
+            workdir.write_config(resolved)
+            workdir.write_versions({"mesh_devices": mesh.size})
+        run_log = RunLog(workdir, enabled=lead)
+        cleanup.callback(run_log.close)
+        progress = ProgressBar(total_steps, enabled=lead and config.progress)
 
-    model = build_model(config, len(data.class_names))
-    if config.init_from and not resuming:
-        init_from_run(model, config, data.class_names)
-    classifier_path = data.metadata.classifier_paths[0]
-    tx, schedule = make_optimizer(config, total_steps, classifier_path)
-    head_graphdef = classifier_graphdef(model, classifier_path)
-    model_def, state = init_train_state(model, config, data.metadata, tx, mesh)
-    del model
-    counts = np.bincount([r.label for r in data.train.records], minlength=len(data.class_names))
-    weights = balanced_class_weights(counts) if config.class_weighting == "balanced" else None
-    eval_batch = config.eval_batch_size or batch
-
-    data_iter = None
-    if config.transfer == "linear_probe":
-        features = {
-            "model_def": model_def,
-            "state": state,
-            "config": config,
-            "metadata": data.metadata,
-            "mesh": mesh,
-            "eval_cfg": data.eval_cfg,
-            "workdir": workdir,
-            "log": run_log,
-        }
-        train_x, train_y = cached_features(source=data.train, **features)
-        batches: Any = FeatureBatches(
-            train_x,
-            train_y,
-            global_batch_size=batch,
-            mesh=mesh,
-            seed=config.seed,
-            class_balanced=config.class_balanced_sampling,
-        )
-        step_fn = make_probe_step(
-            head_graphdef, classifier_path, tx, schedule, config, mesh, weights
-        )
-        evaluate = None
-        if data.val is not None:
-            val_x, val_y = cached_features(source=data.val, **features)
-            evaluate = make_probe_evaluator(head_graphdef, classifier_path, val_x, val_y, mesh)
-    else:
-        data_iter = batches = make_train_iterator(
-            data.train,
-            data.train_cfg,
-            global_batch_size=batch,
-            mesh=mesh,
-            seed=config.seed,
-            workers=config.workers,
-            class_balanced=config.class_balanced_sampling,
-        )
-        step_fn = make_train_step(model_def, tx, schedule, config, data.metadata, mesh, weights)
-        evaluate = None
-        if data.val is not None:
-            forward = make_forward(
-                model_def.graphdef_eval, data.metadata, mesh, dtype=compute_dtype(config.dtype)
+        model = build_model(config, len(data.class_names))
+        if config.init_from and not resuming:
+            init_from_run(model, config, data.class_names)
+        classifier_path = data.metadata.classifier_paths[0]
+        tx, schedule = make_optimizer(config, total_steps, classifier_path)
+        head_graphdef = classifier_graphdef(model, classifier_path)
+        model_def, state = init_train_state(model, config, data.metadata, tx, mesh)
+        del model
+        counts = np.bincount([r.label for r in data.train.records], minlength=len(data.class_names))
+        weights = balanced_class_weights(counts) if config.class_weighting == "balanced" else None
+        if config.transfer == "linear_probe":
+            setup = _probe_setup(
+                config,
+                data,
+                model_def,
+                state,
+                tx,
+                schedule,
+                head_graphdef,
+                weights,
+                batch,
+                mesh,
+                workdir,
+                run_log,
             )
-            evaluate = _image_evaluator(
-                forward, model_def, data.val, data.eval_cfg, eval_batch, mesh, config.workers
+        else:
+            setup = _image_setup(config, data, model_def, tx, schedule, weights, batch, mesh)
+
+        resumed_from = None
+        if resuming:
+            state = checkpoints.restore_latest(state, setup.data_iter)
+            resumed_from = int(jax.device_get(state.step))
+            if isinstance(setup.batches, FeatureBatches):
+                setup.batches.step = resumed_from
+            run_log.event("resumed", step=resumed_from)
+            progress.message(f"resumed {workdir.root} at step {resumed_from}")
+        progress.start_step = resumed_from or 0
+
+        eval_every = config.eval_every or per_epoch
+        hooks: list[Any] = [LogHook(config.log_every, run_log)]
+        validation = None
+        if setup.evaluate is not None:
+            validation = ValidationHook(
+                eval_every, setup.evaluate, checkpoints, run_log, progress if lead else None
+            )
+            hooks.append(validation)
+        hooks.append(
+            CheckpointHook(config.checkpoint_every or eval_every, checkpoints, setup.data_iter)
+        )
+
+        def save_on_stop(step: int, final_state: Any) -> None:
+            checkpoints.save_latest(final_state, setup.data_iter, step=step)
+            checkpoints.wait()
+            run_log.event("stopped", step=step, reason=stop.reason)
+            progress.message(
+                f"stopped at step {step}: checkpoint saved in {workdir.latest_dir}; "
+                "run the same command again to resume"
             )
 
-    resumed_from = None
-    if resuming:
-        state = checkpoints.restore_latest(state, data_iter)
-        resumed_from = int(jax.device_get(state.step))
-        if isinstance(batches, FeatureBatches):
-            batches.step = resumed_from
-        run_log.event("resumed", step=resumed_from)
-        progress.message(f"resumed {workdir.root} at step {resumed_from}")
-    progress.start_step = resumed_from or 0
+        def last_checkpoint() -> str | None:
+            step = checkpoints.latest_step()
+            return None if step is None else str(workdir.latest_dir / str(step))
 
-    eval_every = config.eval_every or per_epoch
-    hooks: list[Any] = [LogHook(config.log_every, run_log)]
-    validation = None
-    if evaluate is not None:
-        validation = ValidationHook(
-            eval_every, evaluate, checkpoints, run_log, progress if lead else None
-        )
-        hooks.append(validation)
-    hooks.append(CheckpointHook(config.checkpoint_every or eval_every, checkpoints, data_iter))
-
-    def save_on_stop(step: int, final_state: Any) -> None:
-        checkpoints.save_latest(final_state, data_iter, step=step)
-        checkpoints.wait()
-        run_log.event("stopped", step=step, reason=stop.reason if stop else None)
-        progress.message(
-            f"stopped at step {step}: checkpoint saved in {workdir.latest_dir}; "
-            "run the same command again to resume"
-        )
-
-    def last_checkpoint() -> str | None:
-        step = checkpoints.latest_step()
-        return None if step is None else str(workdir.latest_dir / str(step))
-
-    stop = stop or StopRequest()
-    try:
         with stop.installed():
             result = train_loop(
                 state,
-                step_fn,
-                batches,
+                setup.step_fn,
+                setup.batches,
                 total_steps=total_steps,
                 hooks=hooks,
                 flush_every=config.log_every,
@@ -396,7 +452,3 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
             validation.history if validation else [],
             test,
         )
-    finally:
-        checkpoints.wait()
-        checkpoints.close()
-        run_log.close()
