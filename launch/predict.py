@@ -51,36 +51,20 @@ class ImageReadError(ValueError):
     """An input that is not a readable image; the message names the file."""
 
 
-# TODO(data_pipelines): move to the per-example ops of data_pipelines/ once they land, so that
-# prediction and evaluation share one implementation of "preprocess as the metadata says".
-_PIL_FILTERS = {
-    "bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST", "lanczos": "LANCZOS"
-}
+def prepare_image(path: Path, meta) -> np.ndarray:
+    """One image file -> float32 HWC array prepared as ``meta`` (a WeightMetadata) says.
 
-
-def _load_image(path: Path, meta) -> np.ndarray:
-    """One image file -> float32 HWC array prepared as ``meta`` (a WeightMetadata) says."""
-    from PIL import Image, UnidentifiedImageError
+    The same per-example ops as training and evaluation (``data_pipelines.preprocess``), then
+    the normalisation that ``data_pipelines.device.normalize`` applies on device.
+    """
+    from data_pipelines.integrity import BadImageError
+    from data_pipelines.preprocess import PreprocessConfig, load_image
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = img.convert("L" if meta.in_channels == 1 else "RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
-        raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
-    resample = getattr(Image.Resampling, _PIL_FILTERS[meta.interpolation])
-    short = round(meta.input_size / meta.crop_fraction)
-    w, h = img.size
-    scale = short / min(w, h)
-    img = img.resize((max(short, round(w * scale)), max(short, round(h * scale))), resample)
-    w, h = img.size
-    left, top = round((w - meta.input_size) / 2), round((h - meta.input_size) / 2)
-    img = img.crop((left, top, left + meta.input_size, top + meta.input_size))
-    x = np.asarray(img, np.float32) / 255.0
-    if x.ndim == 2:
-        x = x[..., None]
-    if meta.channel_order == "BGR":
-        x = x[..., ::-1]
+        x = load_image(Path(path), PreprocessConfig.from_metadata(meta))
+    except BadImageError as e:
+        raise ImageReadError(f"{path}: not a readable image ({e.problem})") from e
+    x = x.astype(np.float32) / 255.0
     return (x - np.asarray(meta.mean, np.float32)) / np.asarray(meta.std, np.float32)
 
 
@@ -110,7 +94,7 @@ def classify(model, meta, images: Sequence[Path], top_k: int) -> tuple[list[Pred
     loaded, errors = [], []
     for path in images:
         try:
-            loaded.append((str(path), _load_image(Path(path), meta)))
+            loaded.append((str(path), prepare_image(Path(path), meta)))
         except ImageReadError as e:
             errors.append(str(e))
     k = max(1, min(top_k, meta.num_classes))

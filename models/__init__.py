@@ -5,7 +5,11 @@
     logits, extras = net(images)   # float32 NHWC, normalised as models.metadata_for(...) says
 """
 
-from models import small_cnn as _small_cnn  # noqa: F401  (registers the family)
+# Each family registers its models (and pretrained tags) when imported.
+from models import efficientnet_lite as _efficientnet_lite  # noqa: F401
+from models import inception_v3 as _inception_v3  # noqa: F401
+from models import resnet as _resnet  # noqa: F401
+from models import small_cnn as _small_cnn  # noqa: F401
 from models.loading import WeightMismatchError, flat_state, load_flat_state
 from models.metadata import WeightMetadata
 from models.registry import (
@@ -17,14 +21,6 @@ from models.registry import (
     register_pretrained,
 )
 from models.weights_file import WeightFileError
-
-# Families register on import; keep this list in the same order as the files.
-for _family in ("resnet", "inception_v3", "efficientnet_lite"):
-    try:
-        __import__(f"models.{_family}")
-    except ModuleNotFoundError as _e:  # family not written yet
-        if _e.name != f"models.{_family}":
-            raise
 
 __all__ = [
     "WeightFileError",

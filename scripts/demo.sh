@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="$(scripts/bootstrap.sh full)"
-exec "$venv/bin/python" -m launch.demo "$@"
+exec "$venv/bin/python" -m launch.train --demo "$@"

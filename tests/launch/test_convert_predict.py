@@ -77,7 +77,7 @@ def not_an_image(tmp_path) -> Path:
 
 @pytest.mark.foreign
 def test_convert_then_predict_chelsea(lite_npz, tmp_path, capsys, not_an_image):
-    from launch.demo import sample_image
+    from tests.sample_images import chelsea as sample_image
 
     params, meta = weights_file.load(lite_npz)
     assert meta.arch == "efficientnet_lite0" and len(meta.class_names) == 1000
@@ -235,7 +235,7 @@ def test_predict_matches_direct_model_call(small_npz, tmp_path, capsys):
     meta = weights_file.load(small_npz)[1]
     net = models.create("small_cnn", pretrained=small_npz)
     net.eval()
-    want = np.asarray(jax.nn.softmax(net(predict._load_image(image, meta)[None])[0]))[0]
+    want = np.asarray(jax.nn.softmax(net(predict.prepare_image(image, meta)[None])[0]))[0]
     preds, errors = predict.classify(net, meta, [image], top_k=4)
     assert not errors
     got = dict(zip(preds[0].class_indices, preds[0].probabilities))

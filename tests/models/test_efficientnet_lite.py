@@ -158,11 +158,11 @@ def test_parity_with_reference_real_weights(pretrained, size):
 
 @pytest.mark.foreign
 def test_golden_chelsea_is_a_cat(pretrained, cache_dir):
-    from launch.demo import sample_image  # scikit-image's chelsea.png
-    from launch.predict import _load_image
+    from tests.sample_images import chelsea as sample_image
+    from launch.predict import prepare_image
 
     meta = registry.load_pretrained(TAG)[1]
-    x = _load_image(sample_image(), meta)
+    x = prepare_image(sample_image(), meta)
     assert x.shape == (224, 224, 3)
     probs = np.asarray(jax.nn.softmax(pretrained(x[None])[0]))[0]
     top5 = np.argsort(-probs)[:5]
