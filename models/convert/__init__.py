@@ -42,7 +42,8 @@ def convert_file(source: str, arch: str, weights: str | Path) -> tuple[dict[str,
         params = mod.convert(raw, arch)
     except KeyError as e:
         raise WeightFileError(
-            f"{weights}: missing tensor {e} expected for {arch} from {source}: the file is for "
+            f"{weights}: missing tensors ({e.args[0] if e.args else e}) expected for {arch} from "
+            f"{source}: the file is for "
             "another architecture or another source layout"
         ) from e
     except ValueError as e:  # e.g. tensors the architecture does not have, a bad shape

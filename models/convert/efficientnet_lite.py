@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.convert.readers import read_torch as read  # noqa: F401  (source API)
+from models.convert.name_table import apply_table
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
 from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata
@@ -83,28 +84,10 @@ def name_map(arch: str) -> dict[str, tuple[str, Callable[[np.ndarray], np.ndarra
     return table
 
 
-def _show(names: list[str], limit: int = 6) -> str:
-    more = f", ... (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
-    """Torch state dict -> flat Flax params. Raises ValueError listing the tensors that are
-    missing or that ``arch`` does not have (the file holds another architecture)."""
-    table = name_map(arch)
-    missing = [k for k in table if k not in flat]
-    unused = sorted(k for k in flat if k not in table and not k.endswith(IGNORED_SUFFIXES))
-    if missing:
-        raise ValueError(
-            f"the file holds another architecture: {len(missing)} of the {len(table)} tensors of "
-            f"{arch} are missing ({_show(missing)}); {len(unused)} tensors are unknown "
-            f"({_show(unused) or 'none'})"
-        )
-    if unused:
-        raise ValueError(f"{len(unused)} tensors that {arch} does not have: {_show(unused)}")
-    return {
-        flax: fn(np.asarray(flat[name], dtype=np.float32)) for name, (flax, fn) in table.items()
-    }
+    """Torch state dict -> flat Flax params (float32); refuses tensors ``arch`` does not have."""
+    as_float32 = {k: np.asarray(v, dtype=np.float32) for k, v in flat.items()}
+    return apply_table(as_float32, name_map(arch), arch, ignored=lambda k: k.endswith(IGNORED_SUFFIXES))
 
 
 def metadata(arch: str) -> WeightMetadata:

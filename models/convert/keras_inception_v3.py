@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from models import inception_v3
+from models.convert.name_table import apply_table
 from models.convert.transforms import identity, ones_like
 from models.metadata import WeightMetadata
 from models.weights_file import WeightFileError
@@ -201,23 +202,16 @@ def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
     table does not use (a gamma, conv biases, extra layers: another architecture) and on a
     file without the classifier (``include_top=False``).
     """
-    table = name_map(arch)
-    used = {key for key, _ in table.values()}
-    unused = sorted(k for k in flat if k not in used)
-    if unused:
-        shown = ", ".join(unused[:8]) + (
-            f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else ""
-        )
-        raise ValueError(
-            f"{len(unused)} Keras tensors that {arch} does not have ({shown}): the file is for "
-            "another architecture"
-        )
-    if "dense/0/kernel" not in flat and "conv2d/93/kernel" in flat:
-        raise ValueError(
-            "no classifier (Dense 'predictions' layer): an include_top=False ('notop') file; "
-            "convert the full ImageNet file (inception_v3_weights_tf_dim_ordering_tf_kernels.h5)"
-        )
-    return {flax_path: transform(flat[key]) for flax_path, (key, transform) in table.items()}
+    by_key = {key: (flax_path, transform) for flax_path, (key, transform) in name_map(arch).items()}
+    try:
+        return apply_table(flat, by_key, arch)
+    except KeyError:
+        if "dense/0/kernel" not in flat and "conv2d/93/kernel" in flat:
+            raise ValueError(
+                "no classifier (Dense 'predictions' layer): an include_top=False ('notop') file; "
+                "convert the full ImageNet file (inception_v3_weights_tf_dim_ordering_tf_kernels.h5)"
+            ) from None
+        raise
 
 
 def metadata(arch: str) -> WeightMetadata:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from models import inception_v3
+from models.convert.name_table import apply_table
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
 from models.metadata import WeightMetadata
 
@@ -95,23 +96,12 @@ def convert(
     """Flat torch state dict -> flat Flax params (see the module docstring for the rules)."""
     table = name_map(arch, source)
     dropped = () if any(k.startswith(_AUX_PREFIX) for k in table) else (_AUX_PREFIX,)
-    unused = sorted(
-        k
-        for k in flat
-        if k not in table and not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(dropped)
+    return apply_table(
+        flat,
+        table,
+        arch,
+        ignored=lambda k: k.endswith(_IGNORED_SUFFIXES) or k.startswith(dropped),
     )
-    if unused:
-        shown = ", ".join(unused[:8]) + (
-            f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else ""
-        )
-        raise ValueError(
-            f"{len(unused)} tensors that {arch} does not have ({shown}): the file is for "
-            "another architecture"
-        )
-    return {
-        flax_name: transform(flat[torch_name])
-        for torch_name, (flax_name, transform) in table.items()
-    }
 
 
 def metadata(arch: str, source: str = "torchvision") -> WeightMetadata:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from models import resnet
+from models.convert.name_table import apply_table
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
 from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata
@@ -75,20 +76,7 @@ def convert(
 ) -> dict[str, np.ndarray]:
     """Flat torch state dict of ``arch`` -> flat Flax params (KeyError on a missing tensor)."""
     del source  # torchvision and timm share the names
-    table = name_map(arch)
-    unused = sorted(k for k in flat if k not in table and not k.endswith(_IGNORED_SUFFIXES))
-    if unused:
-        shown = ", ".join(unused[:8]) + (
-            f", ... (+{len(unused) - 8} more)" if len(unused) > 8 else ""
-        )
-        raise ValueError(
-            f"{len(unused)} tensors that {arch} does not have ({shown}): the file is for "
-            "another architecture"
-        )
-    return {
-        flax_name: transform(flat[torch_name])
-        for torch_name, (flax_name, transform) in table.items()
-    }
+    return apply_table(flat, name_map(arch), arch, ignored=lambda k: k.endswith(_IGNORED_SUFFIXES))
 
 
 def metadata(arch: str, source: str = "torchvision") -> WeightMetadata:
