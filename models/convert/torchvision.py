@@ -1,12 +1,14 @@
 """torchvision state dicts (``.pth`` read with ``weights_only=True``, or ``.safetensors``).
 
 Name maps live per family (``torch_resnet``, ``torch_inception_v3``); this module routes by
-architecture and sets the torchvision preprocessing defaults.
+architecture, and the family sets the source's preprocessing defaults. ``timm`` shares the
+routing (its ResNet and Inception-V3 tensor names equal torchvision's).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from models.convert.readers import read_state_dict as read  # noqa: F401  (source API)
 
@@ -22,9 +24,16 @@ def _family(arch: str):
     return importlib.import_module(f"models.convert.{_FAMILIES[arch]}")
 
 
-def convert(flat, arch: str):
-    return _family(arch).convert(flat, arch, source=SOURCE)
+def routed(source: str) -> tuple[Callable, Callable]:
+    """``convert(flat, arch)`` and ``metadata(arch)`` for a torch-layout ``source``."""
+
+    def convert(flat, arch: str):
+        return _family(arch).convert(flat, arch, source=source)
+
+    def metadata(arch: str):
+        return _family(arch).metadata(arch, source=source)
+
+    return convert, metadata
 
 
-def metadata(arch: str):
-    return _family(arch).metadata(arch, source=SOURCE)
+convert, metadata = routed(SOURCE)
