@@ -14,9 +14,17 @@ WHATS = ("models", "input", "train", "occlusion")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, add_help=False)
-    parser.add_argument("--what", choices=WHATS, required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,  # --help after --what goes to that benchmark
+    )
+    parser.add_argument("--what", choices=WHATS, help="which benchmark to run")
     args, rest = parser.parse_known_args(argv)
+    if args.what is None:
+        parser.print_help()
+        return 0 if {"-h", "--help"} & set(rest) else 2
     module = importlib.import_module(f"benchmarks.{args.what}")
     return int(module.main(rest) or 0)
 

@@ -106,18 +106,26 @@ def metadata_for(name: str, pretrained: str | os.PathLike | None = None, *, num_
     return meta.replace(**changes) if changes else meta
 
 
-def adapt_first_conv(kernel: np.ndarray, in_channels: int) -> np.ndarray:
+def adapt_first_conv(
+    kernel: np.ndarray, in_channels: int, std: tuple[float, ...] | None = None
+) -> np.ndarray:
     """Adapt a pretrained HWIO first-conv kernel from 3 to ``in_channels`` input channels.
 
-    ``in_channels=1``: sum over the RGB axis. A grey image g fed as (g, g, g) gives
-    sum_c w_c * g, so the adapted network computes exactly what the RGB network computed on
-    the replicated grey image (up to per-channel normalisation, for which the adapted
-    metadata uses the mean of the RGB means and stds). Other counts repeat the RGB kernel
-    cyclically and rescale by 3 / in_channels (timm's rule).
+    ``in_channels=1``: sum over the RGB axis, each channel first scaled by ``mean(std) /
+    std_c``. A grey image g fed as (g, g, g) and normalised per channel gives
+    ``sum_c w_c (g - m_c) / s_c``; the adapted kernel on g normalised with the grey statistics
+    (mean of the means, mean of the stds; see :func:`metadata_for`) gives the same slope in g.
+    When the channel means are equal too (Inception, EfficientNet-Lite: 0.5 / 127) the two
+    networks agree exactly; with ImageNet's unequal means a constant offset per output
+    channel remains (``sum_c w_c (mean(m) - m_c) / s_c``), which fine-tuning absorbs.
+    Other counts repeat the RGB kernel cyclically and rescale by 3 / in_channels (timm's rule).
     """
     if kernel.shape[2] == in_channels:
         return kernel
     if in_channels == 1:
+        if std is not None and len(std) == kernel.shape[2]:
+            s = np.asarray(std, kernel.dtype)
+            kernel = kernel * (s.mean() / s)[None, None, :, None]
         return kernel.sum(axis=2, keepdims=True)
     reps = -(-in_channels // kernel.shape[2])
     return np.tile(kernel, (1, 1, reps, 1))[:, :, :in_channels] * (kernel.shape[2] / in_channels)
@@ -164,7 +172,7 @@ def create(
     if in_channels != meta.in_channels:
         key = meta.first_conv_path.rstrip("/") + "/kernel"
         params = dict(params)
-        params[key] = adapt_first_conv(params[key], in_channels)
+        params[key] = adapt_first_conv(params[key], in_channels, std=meta.std)
         log.info("%s: first convolution %r adapted from %d to %d input channels",
                  path, meta.first_conv_path, meta.in_channels, in_channels)
     load_flat_state(model, params, source=str(path), skip=skip)

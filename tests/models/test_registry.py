@@ -52,6 +52,22 @@ def test_grey_input_adapted_conv_matches_replicated_rgb(tmp_path):
     assert models.metadata_for("small_cnn", in_channels=1).mean == (0.5,)
 
 
+def test_grey_adaptation_exact_through_normalisation_with_unequal_stds(tmp_path):
+    """Equal channel means, unequal stds: the grey network on grey-normalised pixels equals
+    the RGB network on per-channel-normalised replicated pixels."""
+    from data_pipelines.device import normalize
+
+    std = (0.2, 0.25, 0.3)
+    net, path = _save_small(tmp_path, mean=(0.5, 0.5, 0.5), std=std)
+    grey = models.create("small_cnn", pretrained=path, in_channels=1)
+    net.eval(), grey.eval()
+    grey_meta = models.metadata_for("small_cnn", path, in_channels=1)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(2, 32, 32, 1), dtype=np.uint8)
+    rgb_in = normalize(np.repeat(pixels, 3, -1), (0.5, 0.5, 0.5), std)
+    grey_in = normalize(pixels, grey_meta.mean, grey_meta.std)
+    np.testing.assert_allclose(net(rgb_in)[0], grey(grey_in)[0], rtol=1e-4, atol=1e-4)
+
+
 def test_adapt_first_conv_other_counts():
     k = np.ones((3, 3, 3, 8), np.float32)
     assert adapt_first_conv(k, 1).shape == (3, 3, 1, 8)
