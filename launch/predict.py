@@ -12,13 +12,16 @@ the others are still classified, and the exit status is 1 if any failed.
 
 ``--workdir`` applies a trained run instead (``launch.train --workdir``; best checkpoint):
 
-    python -m launch.predict --workdir=runs/oct --out=pred.csv --heatmaps=maps scans/ more/*.jpeg
+    python -m launch.predict --workdir=runs/oct --out=pred.csv --heatmaps scans/ more/*.jpeg
 
 Arguments may then be files, folders (searched recursively) or globs. Each image gets the
 run's class, its probabilities and, for OCT runs, the paper's referral decision (CNV/DME
 urgent, DRUSEN routine, NORMAL observation); the CSV has the columns ``path,patient,label,
-prediction,p_<class>...,referral``. ``--heatmaps[=DIR]`` also writes the occlusion test's
-heatmaps, overlays and gallery (``launch.occlusion`` defaults: window 20, stride 4, black box).
+prediction,p_<class>...,referral`` (patient parsed from the file name by
+``data_pipelines.naming.patient_of``; label from a parent folder named after a class).
+``--heatmaps`` also writes the occlusion test's heatmaps, overlays and gallery into
+``--heatmaps_dir`` (default ``<workdir>/heatmaps``; ``launch.occlusion`` defaults: window 20,
+stride 4, black box). Every class's probability is written, so ``--top_k`` is refused here.
 """
 
 from __future__ import annotations
@@ -160,10 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a training run directory (launch.train --workdir): its classes, probabilities and "
         "referral decision per image",
     )
-    p.add_argument("--heatmaps", nargs="?", const="heatmaps", default=None, metavar="DIR",
-                   help="with --workdir: also write occlusion heatmaps into DIR (default ./heatmaps)")
+    p.add_argument("--heatmaps", action="store_true",
+                   help="with --workdir: also write occlusion heatmaps, overlays and a gallery")
+    p.add_argument("--heatmaps_dir", type=Path, metavar="DIR",
+                   help="where --heatmaps writes (default <workdir>/heatmaps); implies --heatmaps")
     p.add_argument("--arch", help="refuse weights for any other architecture (optional check)")
-    p.add_argument("--top_k", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--top_k", type=int, default=None,
+                   help="with --pretrained: classes per image (default 5); --workdir writes all")
     p.add_argument("--out", type=Path, help="write the predictions to this CSV")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                    help="image files (with --workdir also folders and globs)")
@@ -175,7 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.workdir is not None:
+        if args.top_k is not None:
+            print("launch.predict: error: --top_k applies to --pretrained only; --workdir writes "
+                  "every class's probability", file=sys.stderr)
+            return 2
         return predict_workdir(args)
+    if args.heatmaps or args.heatmaps_dir is not None:
+        print("launch.predict: error: --heatmaps/--heatmaps_dir need --workdir", file=sys.stderr)
+        return 2
+    args.top_k = 5 if args.top_k is None else args.top_k
     if args.top_k < 1:
         print("launch.predict: error: --top_k must be >= 1", file=sys.stderr)
         return 2
@@ -198,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_workdir(args: argparse.Namespace) -> int:
     """``--workdir`` mode: the run's classes, probabilities, referral (and heatmaps) per image."""
+    from data_pipelines.naming import patient_of
     from data_pipelines.preprocess import PreprocessConfig
     from engine import heatmaps, inference, occlusion, report
     from engine.mesh import make_mesh
@@ -218,7 +233,8 @@ def predict_workdir(args: argparse.Namespace) -> int:
         mesh = make_mesh()
         probs = occlusion.unoccluded_probabilities(apply_fn, state, loaded.images, config=config, mesh=mesh)
         labels = image_inputs.labels_from_folders(loaded.paths, names, strict=False)
-        rows = report.prediction_rows(loaded.paths, None, labels, probs, names)
+        patients = [patient_of(path) for path in loaded.paths]
+        rows = report.prediction_rows(loaded.paths, patients, labels, probs, names)
         for row, p in zip(rows, probs):
             referral = f", referral: {row['referral']}" if row["referral"] else ""
             print(f"{row['path']}: {row['prediction']} ({100 * p.max():.1f}%){referral}  "
@@ -226,11 +242,12 @@ def predict_workdir(args: argparse.Namespace) -> int:
         if args.out is not None:
             report.write_csv(args.out, rows)
             print(f"wrote {args.out} ({len(rows)} images)")
-        if args.heatmaps is not None:
+        if args.heatmaps or args.heatmaps_dir is not None:
+            out_dir = args.heatmaps_dir or Path(args.workdir) / "heatmaps"
             result = occlusion.occlusion_sensitivity(apply_fn, state, loaded.images, config=config, mesh=mesh)
-            heatmaps.write_study(args.heatmaps, result, loaded.images, loaded.paths, names, config,
+            heatmaps.write_study(out_dir, result, loaded.images, loaded.paths, names, config,
                                  labels=labels, provenance={"workdir": str(args.workdir)})
-            print(f"wrote heatmaps of {len(loaded.paths)} images to {args.heatmaps}")
+            print(f"wrote heatmaps of {len(loaded.paths)} images to {out_dir}")
     for line in loaded.errors:
         print(f"launch.predict: error: {line}", file=sys.stderr)
     return 1 if loaded.errors or not loaded.paths else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,15 +148,30 @@ def test_predict_workdir_mode(trained_run, tmp_path, capsys):
             str(data / "test" / "DME"),
             str(tmp_path / "broken.jpeg"),
             f"--out={out}",
-            f"--heatmaps={tmp_path / 'maps'}",
+            "--heatmaps",
+            f"--heatmaps_dir={tmp_path / 'maps'}",
         ]
     )
     captured = capsys.readouterr()
     assert code == 1 and "broken.jpeg" in captured.err
     rows = _read_csv(out)
     assert len(rows) == PER_CLASS_TEST and all(r["label"] == "DME" for r in rows)
+    for r in rows:  # synthetic names follow the OCT rule CLASS-PATIENT-N
+        assert r["patient"] and r["patient"] == Path(r["path"]).stem.split("-")[1]
     for r in rows:
         expected = {"CNV": "urgent", "DME": "urgent", "DRUSEN": "routine", "NORMAL": "observation"}
         assert r["referral"] == expected[r["prediction"]]
     with np.load(tmp_path / "maps" / "heatmaps.npz", allow_pickle=False) as z:
         assert z["drops"].shape[0] == PER_CLASS_TEST
+
+
+def test_predict_bare_heatmaps_flag_before_images_and_top_k_refused(trained_run, capsys):
+    """``--heatmaps a.png b.png``: both are images; the maps go to <workdir>/heatmaps."""
+    workdir, data = trained_run
+    images = sorted((data / "test" / "CNV").glob("*.png"))[:2]
+    code = predict.main([f"--workdir={workdir}", "--heatmaps", *map(str, images)])
+    assert code == 0, capsys.readouterr().err
+    with np.load(workdir / "heatmaps" / "heatmaps.npz", allow_pickle=False) as z:
+        assert sorted(z["paths"]) == sorted(map(str, images))
+    assert predict.main([f"--workdir={workdir}", "--top_k=2", str(images[0])]) == 2
+    assert "--top_k" in capsys.readouterr().err
