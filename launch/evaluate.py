@@ -71,16 +71,23 @@ def open_eval_source(
     split: str,
     on_bad_image: str | None,
 ) -> Any:
-    """The split to evaluate, with the run's classes in the run's label order."""
+    """The split to evaluate, with the run's classes in the run's label order.
+
+    ``train``/``val`` are opened exactly as training opened them (``val_fraction``, ``seed``,
+    ``drop_leaked``; ``max_per_class`` for train), so ``--split=val`` is the run's validation set.
+    """
     from data_pipelines.sources import open_dataset
     from engine.tasks import restrict_classes
 
+    held_out = split == "test"  # train/val: the same carve, leak filter and cap as training
     source = open_dataset(
         dataset or config["dataset"],
         data_dir=data_dir if data_dir is not None else config.get("data_dir"),
         split=split,
-        val_fraction=config.get("val_fraction", 0.0) if split != "test" else 0.0,
+        val_fraction=0.0 if held_out else config.get("val_fraction", 0.0),
         seed=config.get("seed", 0),
+        drop_leaked=False if held_out else bool(config.get("drop_leaked", False)),
+        max_per_class=config.get("max_per_class") if split == "train" else None,
         on_bad_image=on_bad_image or config.get("on_bad_image", "error"),
     )
     if tuple(source.class_names) != tuple(class_names):
@@ -137,6 +144,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
         probs, labels, patients, trained.class_names, n_resamples=args.bootstrap, seed=args.seed
     )
     versions = library_versions()
+    data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir")
     provenance = {
         "workdir": str(args.workdir),
         "model": config["model"],
@@ -146,7 +154,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
         "checkpoint": trained.checkpoint,
         "step": trained.step,
         "dataset": source.name,
-        "data_dir": str(args.data_dir if args.data_dir is not None else config.get("data_dir")),
+        "data_dir": None if data_dir is None else str(data_dir),
         "split": args.split,
         "classes": list(trained.class_names),
         "images": len(records),
