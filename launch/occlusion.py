@@ -13,7 +13,8 @@ With lesion boxes (``--boxes``, or a ``boxes.json`` above the images, as
 ``data_pipelines.synthetic.write_synthetic`` writes) it reports the fraction of images whose
 largest-drop window falls on the lesion (overlaps it; also reported: centred inside it; the
 paper: 94.7%). Unreadable images are
-reported by name and skipped; the exit status is then 1.
+reported by name and skipped; the exit status is then 1. The test runs in one process (all
+its local devices); a multi-process start is refused.
 """
 
 from __future__ import annotations
@@ -215,6 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     runtime.setup_from_args(args)
+    import jax
+
+    if jax.process_count() > 1:  # every process would load, occlude and write every image
+        print(
+            f"launch.occlusion: error: runs in one process only ({jax.process_count()} were "
+            "started); use --devices for the local accelerators instead",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return run(args)
     except (FileNotFoundError, ValueError) as err:

@@ -171,6 +171,14 @@ def test_occlusion_writes_heatmaps_overlays_and_lesion_check(trained_run, tmp_pa
     assert "lesion check" in captured.out
 
 
+def test_occlusion_refuses_a_multi_process_start(tmp_path, capsys, monkeypatch):
+    import jax
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    assert occlusion.main([f"--workdir={tmp_path}", f"--images={tmp_path}"]) == 2
+    assert "one process" in capsys.readouterr().err
+
+
 def test_predict_workdir_mode(trained_run, tmp_path, capsys):
     workdir, data = trained_run
     (tmp_path / "broken.jpeg").write_bytes(b"\xff\xd8\xffgarbage")
