@@ -175,7 +175,8 @@ def test_occlusion_refuses_a_multi_process_start(tmp_path, capsys, monkeypatch):
     import jax
 
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    assert occlusion.main([f"--workdir={tmp_path}", f"--images={tmp_path}"]) == 2
+    args = [f"--workdir={tmp_path}", f"--images={tmp_path}", f"--out={tmp_path / 'o'}"]
+    assert occlusion.main(args) == 2
     assert "one process" in capsys.readouterr().err
 
 
