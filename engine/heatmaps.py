@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine.occlusion import LESION_RULES, OcclusionConfig, OcclusionResult, lesion_hits
-from engine.overlay import GalleryItem, gallery_html, overlay_png
+from engine.overlay import GalleryItem, gallery_html, overlay_on_original_png, overlay_png
 
 
 def lesion_summary(
@@ -62,6 +62,17 @@ def lesion_summary(
     return out
 
 
+def _read_original(path: str) -> np.ndarray | None:
+    """The file's pixels as uint8 RGB (as the preprocessing decodes them), None if unreadable."""
+    from data_pipelines.integrity import BadImageError
+    from data_pipelines.preprocess import decode, to_channels
+
+    try:
+        return np.asarray(to_channels(decode(path, draft=False), 3))
+    except BadImageError:
+        return None
+
+
 def _png_name(index: int, path: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)[:60]
     return f"overlays/{index:05d}_{stem}.png"
@@ -80,8 +91,15 @@ def write_study(
     provenance: dict[str, Any] | None = None,
     overlays: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    geometry: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Write the npz, overlays, gallery and summary for one study; returns the summary."""
+    """Write the npz, overlays, gallery and summary for one study; returns the summary.
+
+    ``geometry``: the preprocessing's ``(input_size, resize_size)``. When given, each overlay
+    is drawn on the original file ``paths[i]`` (re-read; the heat mapped back through the
+    centre crop, see ``engine.overlay.overlay_on_original_png``); a file that cannot be
+    re-read, or no ``geometry``, gets the overlay on the model input ``images[i]``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = len(paths)
@@ -129,7 +147,12 @@ def write_study(
         png = _png_name(i, path)
         box = None if lesion_boxes is None else lesion_boxes[i]
         if overlays:
-            overlay_png(out / png, images[i], maps[i], peak_box=peaks[i], lesion_box=box)
+            original = _read_original(path) if geometry is not None else None
+            if original is not None:
+                overlay_on_original_png(out / png, original, maps[i], input_size=geometry[0],
+                                        resize_size=geometry[1], peak_box=peaks[i], lesion_box=box)
+            else:
+                overlay_png(out / png, images[i], maps[i], peak_box=peaks[i], lesion_box=box)
         target = int(result.targets[i])
         lines = [
             f"predicted {class_names[int(np.argmax(result.probabilities[i]))]} "

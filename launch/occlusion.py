@@ -7,8 +7,9 @@ Loads the run's best checkpoint, prepares every image as in evaluation (the run'
 metadata), slides a ``--window`` box of ``--fill`` with ``--stride`` over each, and records
 the drop of the target class's probability (``--target=predicted`` or the folder ``label``).
 All images go through one batched, mesh-sharded computation in chunks of ``--max_batch``
-occluded copies. Writes into ``--out``: ``heatmaps.npz``, ``overlays/*.png`` (input | heat
-over input; cyan = largest-drop window, green = lesion), ``index.html`` and ``summary.json``.
+occluded copies. Writes into ``--out``: ``heatmaps.npz``, ``overlays/*.png`` (original image |
+heat over the original, mapped back through the centre crop, longer side at most 1024 px;
+cyan = largest-drop window, green = lesion), ``index.html`` and ``summary.json``.
 With lesion boxes (``--boxes``, or a ``boxes.json`` above the images, as
 ``data_pipelines.synthetic.write_synthetic`` writes) it reports the fraction of images whose
 largest-drop window falls on the lesion (overlaps it; also reported: centred inside it; the
@@ -191,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         provenance=provenance,
         overlays=not args.no_overlays,
         progress=_progress("overlays"),
+        geometry=(cfg.input_size, cfg.resize_size),
     )
     print(
         f"{len(loaded.paths)} heatmaps ({summary['windows_per_image']} windows each) in {seconds:.1f} s "

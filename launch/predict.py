@@ -246,7 +246,8 @@ def predict_workdir(args: argparse.Namespace) -> int:
             out_dir = args.heatmaps_dir or Path(args.workdir) / "heatmaps"
             result = occlusion.occlusion_sensitivity(apply_fn, state, loaded.images, config=config, mesh=mesh)
             heatmaps.write_study(out_dir, result, loaded.images, loaded.paths, names, config,
-                                 labels=labels, provenance={"workdir": str(args.workdir)})
+                                 labels=labels, provenance={"workdir": str(args.workdir)},
+                                 geometry=(cfg.input_size, cfg.resize_size))
             print(f"wrote heatmaps of {len(loaded.paths)} images to {out_dir}")
     for line in loaded.errors:
         print(f"launch.predict: error: {line}", file=sys.stderr)

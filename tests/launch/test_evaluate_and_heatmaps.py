@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from data_pipelines.synthetic import write_synthetic
+from engine.overlay import MAX_OVERLAY_SIDE, overlay_on_original_png
 from launch import evaluate, occlusion, predict, train
 
 PER_CLASS_TEST = 3  # 12 test images: a padded last batch at batch 8
@@ -161,14 +163,43 @@ def test_occlusion_writes_heatmaps_overlays_and_lesion_check(trained_run, tmp_pa
         assert z["probabilities"].shape == (n, 4)
         np.testing.assert_array_equal(z["targets"], z["labels"])  # --target=label
         assert not any("broken" in p for p in z["paths"])
+        first = str(z["paths"][0])
         assert (z["lesion_boxes"][:, 0] >= 0).sum() == 3 * PER_CLASS_TEST  # NORMAL has no lesion
-    assert len(list((out / "overlays").glob("*.png"))) == n
+    pngs = sorted((out / "overlays").glob("*.png"))
+    assert len(pngs) == n
+    with Image.open(pngs[0]) as png, Image.open(first) as original:
+        w, h = original.size  # drawn on the original (not the 32 px model input)
+        assert png.size == (2 * w + 4, h) and max(w, h) > 32
     assert (out / "index.html").read_text().count("<img") == n
     summary = json.loads((out / "summary.json").read_text())
     check = summary["lesion_check"]
     assert check["images_with_lesion"] == 3 * PER_CLASS_TEST
     assert 0 <= check["overlap"]["hits"] <= check["images_with_lesion"]
     assert "lesion check" in captured.out
+
+
+@pytest.mark.parametrize("hw", [(200, 300), (1600, 2400)])
+def test_overlay_on_original_puts_the_heat_on_the_patch(tmp_path, hw):
+    """Heat planted at model-input pixels lands on the matching original pixels (crop mapped
+    back: 0.8 crop fraction, wide image); large originals are downscaled to MAX_OVERLAY_SIDE."""
+    h, w = hw
+    input_size, resize_size = 32, 40
+    side = min(h, w) * input_size / resize_size
+    top, left, per_px = (h - side) / 2, (w - side) / 2, side / input_size
+    heat = np.zeros((input_size, input_size))
+    heat[8:16, 20:28] = 1.0
+    png = overlay_on_original_png(tmp_path / "o.png", np.full((h, w), 100, np.uint8), heat,
+                                  input_size=input_size, resize_size=resize_size)
+    f = min(1.0, MAX_OVERLAY_SIDE / max(h, w))
+    dh, dw = round(h * f), round(w * f)
+    with Image.open(png) as img:
+        assert img.size == (2 * dw + 4, dh)
+        right = np.asarray(img.convert("RGB"))[:, dw + 4 :].astype(int)
+    hot = np.argwhere(right[..., 0] > 180)  # yellow over grey; the rest is grey or darkened
+    want = np.array([top + 8 * per_px, left + 20 * per_px, top + 16 * per_px, left + 28 * per_px]) * f
+    got = np.array([*hot.min(axis=0), *(hot.max(axis=0) + 1)])
+    np.testing.assert_allclose(got, want, atol=1.5)
+    assert (right[: int(top * f) - 1] == 100).all()  # above the crop: untouched original
 
 
 def test_occlusion_refuses_a_multi_process_start(tmp_path, capsys, monkeypatch):
