@@ -12,8 +12,9 @@ saves them with ``grain.checkpoint.CheckpointSave(it)``; a restored iterator con
 exactly the next batch.
 
 Bad images met while decoding follow the source's ``on_bad_image``: ``error`` raises (the file
-is named); ``skip`` logs the file and yields a masked-out example (``mask`` False, ``index``
--1), so batch shapes and the order of everything else are unchanged.
+is named); ``skip`` logs the file and yields a masked-out example that keeps its real ``index`` and has
+``bad`` True (``mask`` False), so batch shapes and the order of everything else are unchanged
+and consumers can drop the file and name it (``engine.inference.SkippedImages``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ log = logging.getLogger(__name__)
 
 
 class _ReadExample(grain.transforms.Map):
-    """Source position -> ``{"image", "label", "mask", "index"}``; -1 gives a padding example.
+    """Source position -> ``{"image", "label", "mask", "index", "bad"}``; -1 gives padding.
+
+    ``bad`` is True only for an image that failed to decode under ``on_bad_image="skip"``;
+    such an example is masked out but keeps its source ``index``.
 
     Classes (not closures) so that worker processes can unpickle them.
     """
@@ -46,12 +50,13 @@ class _ReadExample(grain.transforms.Map):
         self.cfg = cfg
         self.on_bad_image = getattr(source, "on_bad_image", "error")
 
-    def _padding(self) -> dict[str, Any]:
+    def _padding(self, index: int = -1, bad: bool = False) -> dict[str, Any]:
         return {
             "image": np.zeros(self.cfg.output_shape, np.uint8),
             "label": np.int32(0),
             "mask": np.False_,
-            "index": np.int32(-1),
+            "index": np.int32(index),
+            "bad": np.bool_(bad),
         }
 
     def read(self, index: Any, rng: np.random.Generator | None) -> dict[str, Any]:
@@ -66,12 +71,13 @@ class _ReadExample(grain.transforms.Map):
             if self.on_bad_image != "skip":
                 raise
             log.warning("skipped bad image %s: %s (masked out of its batch)", err.path, err.problem)
-            return self._padding()
+            return self._padding(index, bad=True)
         return {
             "image": image,
             "label": np.int32(element["label"]),
             "mask": np.True_,
             "index": np.int32(index),
+            "bad": np.False_,
         }
 
     def map(self, index: Any) -> dict[str, Any]:
@@ -156,7 +162,7 @@ def make_train_iterator(source: ImageSource, cfg: PreprocessConfig, *, global_ba
                         mesh: Mesh, seed: int, workers: int = 0, class_balanced: bool = False,
                         threads: int | None = None) -> grain.DatasetIterator:
     """Endless training batches ``{"image" uint8 [B,H,W,C], "label" int32, "mask" bool,
-    "index" int32}`` as global arrays sharded on ``data``.
+    "index" int32, "bad" bool}`` as global arrays sharded on ``data``.
 
     ``workers``: 0 decodes in ``threads`` threads of this process; N > 0 uses N worker
     processes (the entry point needs ``if __name__ == "__main__":``). ``class_balanced``
@@ -192,8 +198,9 @@ def make_eval_iterator(source: ImageSource, cfg: PreprocessConfig, *, global_bat
                        mesh: Mesh, workers: int = 0, threads: int | None = None) -> grain.DatasetIterator:
     """One pass over ``source`` in order, as global batches; the last one padded.
 
-    Adds ``"index"`` (position in ``source``, -1 on padding) and ``"mask"`` (False on
-    padding). Every process yields the same number of batches.
+    Adds ``"index"`` (position in ``source``, -1 on padding), ``"mask"`` (False on
+    padding and on skipped bad images) and ``"bad"`` (True on skipped bad images). Every
+    process yields the same number of batches.
     """
     local_batch = check_batch_size(global_batch_size, mesh)
     process_index, _ = _process_index_count()

@@ -25,7 +25,7 @@ import models
 from engine.checkpoints import restore_model_variables
 from engine.state import place_replicated_keys
 from engine.steps import make_forward
-from engine.validation import gather_outputs
+from engine.validation import gather_outputs, host_rows
 from engine.workdir import Workdir
 from models.metadata import WeightMetadata
 
@@ -41,11 +41,6 @@ class TrainedRun:
     step: int
     checkpoint: str  # "best" or "latest": where the weights came from
     workdir: Workdir
-
-    def predict(
-        self, iterator: Iterable[dict[str, Any]], mesh: Mesh
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return predict_probabilities(self.model, iterator, mesh, metadata=self.metadata)
 
 
 def load_run(workdir: str | Any, which: str = "best") -> TrainedRun:
@@ -76,6 +71,39 @@ def load_run(workdir: str | Any, which: str = "best") -> TrainedRun:
     nnx.update(model, variables["params"], variables["batch_stats"])
     model.eval()
     return TrainedRun(model, metadata, config, tuple(config["class_names"]), step, source, wd)
+
+
+class SkippedImages:
+    """Passes eval batches through and records the source indices of skipped bad images.
+
+    Under ``on_bad_image="skip"`` a file that fails to decode arrives masked out with its real
+    ``index`` and ``bad`` True. Wrap the iterator, consume it, then compare the gathered
+    indices with :meth:`expected` and name the files with :meth:`paths`::
+
+        batches = SkippedImages(make_eval_iterator(source, ...))
+        probs, index = predict_probabilities(model, batches, mesh, metadata=...)
+        assert np.array_equal(index, batches.expected(len(source)))
+    """
+
+    def __init__(self, iterator: Iterable[dict[str, Any]]):
+        self.iterator = iterator
+        self.indices: list[int] = []
+
+    def __iter__(self):
+        for batch in self.iterator:
+            if "bad" in batch:
+                bad = host_rows(batch["bad"]).astype(bool)
+                if bad.any():
+                    self.indices.extend(int(i) for i in host_rows(batch["index"])[bad])
+            yield batch
+
+    def expected(self, size: int) -> np.ndarray:
+        """Source indices that should have been seen: all of ``range(size)`` but the bad ones."""
+        return np.setdiff1d(np.arange(size), np.asarray(self.indices, np.int64)).astype(np.int32)
+
+    def paths(self, records: Any) -> list[str]:
+        """The paths of the skipped files, in source order."""
+        return [records[i].path for i in sorted(set(self.indices))]
 
 
 def predict_probabilities(

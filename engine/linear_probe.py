@@ -43,24 +43,22 @@ def classifier_graphdef(model: nnx.Module, classifier_path: str) -> nnx.GraphDef
     return nnx.graphdef(node)
 
 
-def cache_fingerprint(config: TrainConfig, split: str, count: int) -> str:
-    """Everything the features depend on; a cache with another fingerprint is recomputed."""
-    keys = (
-        "model",
-        "pretrained",
-        "init_from",
-        "in_channels",
-        "input_size",
-        "model_kwargs",
-        "dataset",
-        "data_dir",
-        "val_fraction",
-        "max_per_class",
-        "drop_leaked",
-        "seed",
-        "dtype",
-    )
-    payload = {k: getattr(config, k) for k in keys} | {"split": split, "count": count}
+def cache_fingerprint(config: TrainConfig, paths: list[str], preprocess: Any) -> str:
+    """Everything the features depend on; a cache with another fingerprint is recomputed.
+
+    The model's identity (architecture, weights, input, dtype), the preprocessing and the
+    ordered list of image paths: any change of split, classes, filters or skipped files
+    changes the paths, so two sources never share a cache by having the same size.
+    """
+    keys = ("model", "pretrained", "init_from", "in_channels", "input_size", "model_kwargs",
+            "dtype")
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.encode() + b"\0")
+    payload = {k: getattr(config, k) for k in keys} | {
+        "preprocess": repr(preprocess),
+        "paths": digest.hexdigest(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :16
     ]
@@ -78,38 +76,47 @@ def cached_features(
     workdir: Workdir,
     log: RunLog,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(features float32 [N, D], labels int32 [N]) of ``source``, computed at most once."""
+    """(features float32 [N, D], labels int32 [N]) of ``source``, computed at most once.
+
+    Images that fail to decode under ``on_bad_image="skip"`` are left out (logged by name);
+    the rows are the remaining examples in source order.
+    """
     from data_pipelines.pipeline import make_eval_iterator
+    from engine.inference import SkippedImages
 
     split = source.split
-    fingerprint = cache_fingerprint(config, split, len(source))
+    records = source.records
+    fingerprint = cache_fingerprint(config, [r.path for r in records], eval_cfg)
     path = workdir.cache_dir / f"features_{split}_{fingerprint}.npz"
-    labels = np.asarray([r.label for r in source.records], np.int32)
+    all_labels = np.asarray([r.label for r in records], np.int32)
     if path.is_file():
         with np.load(path, allow_pickle=False) as cache:
-            features = cache["features"]
+            features, index = cache["features"], cache["index"]
         log.event("features", split=split, computed=0, cached=len(features), path=str(path))
-        return features, labels
+        return features, all_labels[index]
     forward = make_forward(
         model_def.graphdef_eval, metadata, mesh, output=FEATURES, dtype=compute_dtype(config.dtype)
     )
     batch = config.eval_batch_size or config.batch_size
-    batches = make_eval_iterator(
+    batches = SkippedImages(make_eval_iterator(
         source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers
-    )
+    ))
     states = (state.params, state.frozen, state.batch_stats, model_def.rest)
     features, index = gather_outputs(forward, states, batches)
-    if not np.array_equal(index, np.arange(len(source))):
+    if not np.array_equal(index, batches.expected(len(source))):
         raise RuntimeError(
             f"feature extraction over {split} did not see every example exactly once"
         )
+    skipped = batches.paths(records)
+    if skipped:
+        log.event("skipped_bad_images", split=split, count=len(skipped), paths=skipped)
     if jax.process_index() == 0:
         workdir.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, features=features)
+        np.savez(tmp, features=features, index=index)
         tmp.replace(path)
     log.event("features", split=split, computed=len(features), cached=0, path=str(path))
-    return features, labels
+    return features, all_labels[index]
 
 
 class FeatureBatches:

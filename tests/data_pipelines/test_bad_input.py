@@ -68,8 +68,26 @@ def test_corrupt_pixels_fail_at_decode_time_or_are_masked(make_tree, good_tree, 
         (batch,) = list(make_eval_iterator(lenient, cfg, global_batch_size=8, mesh=mesh8, threads=1))
     bad_index = [r.path for r in lenient.records].index(str(bad))
     index, mask = np.asarray(batch["index"]), np.asarray(batch["mask"])
+    flagged = np.asarray(batch["bad"])
     assert mask.sum() == 4 and bad_index not in index[mask]
+    assert index[flagged].tolist() == [bad_index]  # keeps its real index, so it can be named
+    assert not (mask & flagged).any() and (index >= 0).sum() == 5
     assert str(bad) in caplog.text
+
+
+def test_skipped_images_are_named_and_excluded_from_the_count(make_tree, good_tree,
+                                                              sample_files, mesh8):
+    from engine.inference import SkippedImages
+
+    bad = good_tree / "test/DME/DME-5-1.jpeg"
+    make_tree({"test/DME/DME-5-1.jpeg": _corrupt(sample_files["DME"][2].read_bytes())}, good_tree)
+    source = open_dataset("oct", data_dir=good_tree, split="test", on_bad_image="skip")
+    cfg = PreprocessConfig(input_size=16, channels=1)
+    batches = SkippedImages(make_eval_iterator(source, cfg, global_batch_size=8, mesh=mesh8))
+    seen = [int(i) for b in batches for i, m in zip(np.asarray(b["index"]), np.asarray(b["mask"]))
+            if m]
+    assert batches.paths(source.records) == [str(bad)]
+    assert sorted(seen) == batches.expected(len(source)).tolist() and len(seen) == 4
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -126,3 +126,26 @@ def test_init_from_starts_from_another_runs_best_weights(tiny_config):
         train(
             tuned.replace(classes=("NORMAL", "CNV"), workdir=tiny_config.workdir + "_other"), mesh
         )
+
+
+def test_linear_probe_leaves_out_an_undecodable_image(tiny_config, tmp_path):
+    """A JPEG with a valid header but junk pixel data is skipped, named, and not cached."""
+    import shutil
+
+    from data_pipelines.sources import BUNDLED_OCT_SAMPLE
+
+    tree = tmp_path / "oct"
+    shutil.copytree(BUNDLED_OCT_SAMPLE, tree)
+    bad = sorted((tree / "train" / "CNV").glob("*.jpeg"))[0]
+    junk = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    bad.write_bytes(bad.read_bytes()[:2] + b"\xff\xc0\x00\x03" + junk + b"\xff\xd9")
+    config = tiny_config.replace(
+        dataset="oct", data_dir=str(tree), on_bad_image="skip", transfer="linear_probe",
+        steps=1, eval_every=1, val_fraction=0.25,
+    )
+    train(config, make_mesh(8))
+    rows = read_metrics(Workdir(config.workdir))
+    skipped = [r for r in rows if r.get("event") == "skipped_bad_images"]
+    assert [p for r in skipped for p in r["paths"]] == [str(bad)]
+    features = {r["split"]: r["computed"] for r in rows if r.get("event") == "features"}
+    assert features["train"] + features["val"] == 47  # 48 images, one undecodable
