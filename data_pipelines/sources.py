@@ -78,6 +78,29 @@ LAYOUTS: dict[str, FolderLayout] = {
 }
 DATASETS = (*LAYOUTS, "synthetic")
 
+_ARCHIVE = """\
+Get "Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification"
+(Kermany, Zhang, Goldbaum 2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2
+(https://data.mendeley.com/datasets/rscbjbr9sj/2, licence CC BY 4.0), or its Kaggle copy
+"kermany2018" (https://www.kaggle.com/datasets/paultimothymooney/kermany2018). Unpack it and pass
+the folder that holds the splits (or one above it: {roots})."""
+
+
+def missing_data_message(dataset: str) -> str:
+    """Why ``dataset`` cannot open without a data_dir, where to get it and the layout expected.
+
+    One text for every entry point (train, evaluate, audit): nothing is downloaded at run time.
+    """
+    layout = LAYOUTS.get(dataset, LAYOUTS["folder"])
+    lines = [
+        f"--dataset={dataset} needs --data_dir: the full images are not bundled and nothing is "
+        "downloaded at run time (an 80-image OCT sample is: --dataset=oct_sample).",
+        f"Expected layout: --data_dir={layout.expected}",
+    ]
+    if layout.root_candidates:
+        lines.append(_ARCHIVE.format(roots=", ".join(f"DIR/{r}" for r in layout.root_candidates)))
+    return "\n".join(lines)
+
 
 def _read_split(layout: FolderLayout, root: Path, split: str, class_names: tuple[str, ...],
                 on_bad_image: str) -> ImageSource:
@@ -143,7 +166,7 @@ def _open_raw(name: str, data_dir: str | Path | None, split: str, val_fraction: 
     layout = LAYOUTS["folder" if name == "synthetic" else name]
     if data_dir is None:
         if name != "oct_sample":
-            raise DatasetLayoutError(f"{name}: data_dir is required; expected {layout.expected}")
+            raise DatasetLayoutError(missing_data_message(name))
         data_dir = BUNDLED_OCT_SAMPLE
     prepared = _prepared_source(name, Path(data_dir), split, val_fraction, seed, on_bad_image)
     if prepared is not None:

@@ -69,24 +69,6 @@ HELP = {
     "progress": "show the progress bar",
 }
 
-MISSING_DATA = """\
---dataset={dataset} needs --data_dir: the full images are not bundled and nothing is downloaded
-at run time (an 80-image OCT sample is: --dataset=oct_sample, or --demo).
-
-Get "Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification"
-(Kermany, Zhang, Goldbaum 2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2
-(https://data.mendeley.com/datasets/rscbjbr9sj/2, licence CC BY 4.0), or its Kaggle copy
-"kermany2018" (https://www.kaggle.com/datasets/paultimothymooney/kermany2018). Unpack it and pass
-the folder that holds the splits:
-  {layout}
-"""
-LAYOUTS = {
-    "oct": "--data_dir=DIR/OCT2017 with DIR/OCT2017/{train,test[,val]}/{CNV,DME,DRUSEN,NORMAL}/*.jpeg",
-    "chest_xray": "--data_dir=DIR/chest_xray with DIR/chest_xray/{train,test[,val]}/{NORMAL,PNEUMONIA}/*.jpeg",
-}
-LAYOUTS["chest_xray_pathogen"] = LAYOUTS["chest_xray_3class"] = LAYOUTS["chest_xray"]
-
-
 def _flag_kwargs(annotation: Any) -> dict[str, Any]:
     """argparse keyword arguments for a TrainConfig field annotation."""
     hint = annotation
@@ -157,8 +139,11 @@ def config_from_args(args: argparse.Namespace):
 
 
 def missing_data_message(config) -> str | None:
-    if config.data_dir is None and config.dataset in LAYOUTS:
-        return MISSING_DATA.format(dataset=config.dataset, layout=LAYOUTS[config.dataset])
+    """data_pipelines' text (archive, DOI, layout) when ``config`` names a data set but no data_dir."""
+    from data_pipelines.sources import LAYOUTS, missing_data_message as message
+
+    if config.data_dir is None and config.dataset in LAYOUTS and config.dataset != "oct_sample":
+        return message(config.dataset)
     return None
 
 

@@ -122,3 +122,13 @@ def test_pneumonia_file_without_pathogen(make_tree, shared_data):
     with pytest.raises(BadImageError, match="person1_fungus_1.jpeg: pneumonia file name"):
         open_dataset("chest_xray_pathogen", data_dir=root, split="train")
     assert len(open_dataset("chest_xray", data_dir=root, split="train")) == 2
+
+
+@pytest.mark.parametrize(("dataset", "classes"), [("oct", "{CNV,DME,DRUSEN,NORMAL}"),
+                                                  ("chest_xray", "{NORMAL,PNEUMONIA}")])
+def test_no_data_dir_says_where_to_get_the_archive(dataset, classes):
+    with pytest.raises(DatasetLayoutError) as info:
+        open_dataset(dataset, split="train")
+    text = str(info.value)
+    assert "doi:10.17632/rscbjbr9sj.2" in text and "kermany2018" in text
+    assert classes in text and "--data_dir" in text
