@@ -178,9 +178,26 @@ def write_synthetic(out_dir: str | Path, *, seed: int = 0, per_class: dict[str, 
 
 
 def read_boxes(root: str | Path) -> dict[str, Box | None]:
-    """``boxes.json`` of a written synthetic set: relative path -> box (None for NORMAL)."""
-    path = Path(root) / BOXES_FILE
+    """``boxes.json`` of a written synthetic set: relative path -> box (None for NORMAL).
+
+    ``root``: the set's folder, or the ``boxes.json`` file itself. Raises FileNotFoundError
+    when it is missing and ValueError naming the file when it is not valid boxes JSON.
+    """
+    path = Path(root)
+    path = path if path.is_file() else path / BOXES_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a folder written by write_synthetic")
-    raw = json.loads(path.read_text())["boxes"]
-    return {name: tuple(box) if box else None for name, box in raw.items()}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))["boxes"]
+        boxes = {
+            str(name): tuple(int(v) for v in box) if box else None for name, box in raw.items()
+        }
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(
+            f"{path}: not a boxes file written by data_pipelines.synthetic "
+            f"({type(err).__name__}: {err})"
+        ) from None
+    bad = next((name for name, box in boxes.items() if box is not None and len(box) != 4), None)
+    if bad is not None:
+        raise ValueError(f"{path}: box of {bad!r} is not [y0, x0, y1, x1]")
+    return boxes

@@ -141,12 +141,16 @@ def prediction_rows(
     return rows
 
 
-def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write dict rows (all with the same keys) as CSV."""
+def write_csv(
+    path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+) -> Path:
+    """Write dict rows (all with the same keys) as CSV; ``columns`` (default: the first row's
+    keys) fixes the header, so an empty table still has it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(columns) if columns is not None else list(rows[0]) if rows else ["path"]
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["path"])
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,8 +17,7 @@ import numpy as np
 
 from data_pipelines.integrity import IMAGE_SUFFIXES, BadImageError
 from data_pipelines.preprocess import PreprocessConfig, load_image
-
-BOXES_FILE = "boxes.json"
+from data_pipelines.synthetic import BOXES_FILE, read_boxes
 
 
 def collect_files(specs: Sequence[str]) -> list[Path]:
@@ -117,14 +115,10 @@ def find_boxes_file(paths: Sequence[str]) -> Path | None:
 def lesion_boxes(paths: Sequence[str], boxes_file: Path) -> list[tuple[int, int, int, int] | None]:
     """Each image's lesion box (original pixels) from ``boxes_file``; None where it has none.
 
-    Keys of the file are paths relative to its folder. Raises ValueError for a malformed file.
+    Keys of the file are paths relative to its folder (``data_pipelines.synthetic.read_boxes``
+    reads it; ValueError naming the file when it is malformed).
     """
-    try:
-        raw = json.loads(Path(boxes_file).read_text())["boxes"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(
-            f"{boxes_file}: not a boxes file written by data_pipelines.synthetic ({err})"
-        ) from None
+    raw = read_boxes(boxes_file)
     root = Path(boxes_file).resolve().parent
     out = []
     for p in paths:
@@ -132,6 +126,5 @@ def lesion_boxes(paths: Sequence[str], boxes_file: Path) -> list[tuple[int, int,
             key = Path(p).resolve().relative_to(root).as_posix()
         except ValueError:
             key = None
-        box = raw.get(key) if key else None
-        out.append(tuple(int(v) for v in box) if box else None)
+        out.append(raw.get(key) if key else None)
     return out

@@ -27,7 +27,6 @@ stride 4, black box). Every class's probability is written, so ``--top_k`` is re
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import logging
 import sys
@@ -113,15 +112,17 @@ def classify(model, meta, images: Sequence[Path], top_k: int) -> tuple[list[Pred
 
 
 def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for p in predictions:
-            for rank, (i, name, prob) in enumerate(
-                zip(p.class_indices, p.class_names, p.probabilities), start=1
-            ):
-                writer.writerow([p.path, rank, i, name, f"{prob:.6f}"])
+    """One row per image and rank (``CSV_COLUMNS``), through ``engine.report.write_csv``."""
+    from engine import report
+
+    rows = [
+        dict(zip(CSV_COLUMNS, (p.path, rank, i, name, f"{prob:.6f}")))
+        for p in predictions
+        for rank, (i, name, prob) in enumerate(
+            zip(p.class_indices, p.class_names, p.probabilities), start=1
+        )
+    ]
+    report.write_csv(out, rows, columns=CSV_COLUMNS)
 
 
 def format_prediction(p: Prediction) -> str:

@@ -116,3 +116,14 @@ def test_confusion_svg_shows_every_count():
     ]
     for value in ("5", "1", "0", "7", "83.3%", "100.0%"):
         assert value in texts
+
+
+def test_write_csv_fixed_columns_keep_the_header_of_an_empty_table(tmp_path):
+    from engine.report import write_csv
+
+    columns = ("path", "rank", "class_index", "class_name", "probability")
+    empty = write_csv(tmp_path / "e.csv", [], columns=columns)
+    assert empty.read_text().splitlines() == [",".join(columns)]
+    row = dict(zip(columns, ("a.png", 1, 3, "cat", "0.5")))
+    lines = write_csv(tmp_path / "r.csv", [row], columns=columns).read_text().splitlines()
+    assert lines == [",".join(columns), "a.png,1,3,cat,0.5"]

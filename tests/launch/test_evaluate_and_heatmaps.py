@@ -202,6 +202,18 @@ def test_overlay_on_original_puts_the_heat_on_the_patch(tmp_path, hw):
     assert (right[: int(top * f) - 1] == 100).all()  # above the crop: untouched original
 
 
+@pytest.mark.parametrize("text", ["{not json", '{"seed": 0}', '{"boxes": {"a.png": [1, 2]}}'])
+def test_malformed_boxes_file_named_in_the_error(tmp_path, capsys, trained_run, text):
+    workdir, data = trained_run
+    bad = tmp_path / "boxes.json"
+    bad.write_text(text)
+    args = [f"--workdir={workdir}", f"--images={data / 'test' / 'DME'}", f"--boxes={bad}",
+            f"--out={tmp_path / 'o'}", "--window=16", "--stride=16"]
+    assert occlusion.main(args) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "boxes" in err
+
+
 def test_occlusion_refuses_a_multi_process_start(tmp_path, capsys, monkeypatch):
     import jax
 
