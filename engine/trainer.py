@@ -94,10 +94,13 @@ class RunData:
     eval_cfg: Any
 
 
-def open_run_data(config: TrainConfig) -> RunData:
-    """Training/validation sources and the preprocessing the model's weights ask for."""
+def open_run_data(config: TrainConfig, metadata: WeightMetadata | None = None) -> RunData:
+    """Training/validation sources and the preprocessing the model's weights ask for.
+
+    ``metadata``: the run's own (from its config.json, on resume), so the pretrained file is
+    not read again; None reads it from ``config.pretrained`` (or the model's defaults).
+    """
     from data_pipelines.layout import DatasetLayoutError
-    from data_pipelines.preprocess import PreprocessConfig
     from data_pipelines.sources import open_dataset
 
     common = {
@@ -120,6 +123,8 @@ def open_run_data(config: TrainConfig) -> RunData:
     if config.classes is not None:
         train = restrict_classes(train, config.classes)
         val = None if val is None else restrict_classes(val, config.classes)
+    if metadata is not None:
+        return _run_data(config, train, val, metadata)
     metadata = models.metadata_for(
         config.model,
         config.pretrained,
@@ -128,7 +133,12 @@ def open_run_data(config: TrainConfig) -> RunData:
     )
     if config.input_size is not None:
         metadata = metadata.replace(input_size=config.input_size)
-    metadata = metadata.replace(class_names=train.class_names)
+    return _run_data(config, train, val, metadata.replace(class_names=train.class_names))
+
+
+def _run_data(config: TrainConfig, train: Any, val: Any, metadata: WeightMetadata) -> RunData:
+    from data_pipelines.preprocess import PreprocessConfig
+
     train_cfg = PreprocessConfig.from_metadata(
         metadata, channels=config.in_channels, augment=config.augment
     )
@@ -334,7 +344,13 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
     workdir = Workdir(config.workdir)
     lead = jax.process_index() == 0
     stop = stop or StopRequest()
-    data = open_run_data(config)
+    # A resume restores every weight from the workdir's checkpoint: the pretrained file is
+    # neither needed nor read (it may have moved since), its metadata comes from config.json.
+    saved_metadata = None
+    if workdir.checkpoint_steps("latest") and workdir.config_path.is_file():
+        saved = workdir.read_config().get("metadata")
+        saved_metadata = None if saved is None else WeightMetadata.from_json(json.dumps(saved))
+    data = open_run_data(config, saved_metadata)
     batch, total_steps, per_epoch = plan_steps(config, len(data.train), mesh)
     if batch % mesh.size:
         raise ValueError(
@@ -360,7 +376,12 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
         cleanup.callback(run_log.close)
         progress = ProgressBar(total_steps, enabled=lead and config.progress)
 
-        model = build_model(config, len(data.class_names))
+        if resuming:  # random init of the same shapes; the checkpoint overwrites every weight
+            kwargs = {**data.metadata.model_kwargs, **config.model_kwargs}
+            model = build_model(config.replace(model_kwargs=kwargs), len(data.class_names),
+                                pretrained=False)
+        else:
+            model = build_model(config, len(data.class_names))
         if config.init_from and not resuming:
             init_from_run(model, config, data.class_names)
         classifier_path = data.metadata.classifier_paths[0]

@@ -149,3 +149,24 @@ def test_linear_probe_leaves_out_an_undecodable_image(tiny_config, tmp_path):
     assert [p for r in skipped for p in r["paths"]] == [str(bad)]
     features = {r["split"]: r["computed"] for r in rows if r.get("event") == "features"}
     assert features["train"] + features["val"] == 47  # 48 images, one undecodable
+
+
+def test_resume_does_not_need_the_pretrained_file(tiny_config, tmp_path):
+    """The checkpoint holds every weight: a resume works after the --pretrained file is gone."""
+    import models
+    from flax import nnx
+    from models import weights_file
+    from models.loading import flat_state
+
+    weights = tmp_path / "small_cnn_start.npz"
+    start = models.create("small_cnn", num_classes=4, in_channels=1, rngs=nnx.Rngs(7))
+    meta = models.metadata_for("small_cnn", num_classes=4, in_channels=1)
+    weights_file.save(weights, flat_state(start), meta)
+    mesh = make_mesh(8)
+    config = tiny_config.replace(transfer="finetune", pretrained=str(weights), steps=2,
+                                 eval_every=1)
+    first = train(config, mesh, stop=StopAfterSteps(1))
+    assert first.step == 1
+    weights.unlink()
+    second = train(config, mesh)
+    assert second.resumed_from == 1 and second.step == 2
