@@ -10,12 +10,13 @@ moment then slows every method). Rates: each method's best round; ratios: the me
 per-round ratios (``per_round`` and ``best_vs_best`` are printed too):
 - ``engine``: :func:`engine.occlusion.occlusion_sensitivity` over all N images in one call
   (timed after a warm-up that compiles both programs);
-- ``naive``: one occluded image per jitted forward, occlusion made in numpy on the host, over
-  every window of ``--naive_images`` images;
+- ``naive``: one occluded image per jitted forward, occlusion made in numpy on the host (the
+  same ``--fill`` as the engine), over every window of ``--naive_images`` images;
 - ``monai``: ``monai.visualize.OcclusionSensitivity`` (one image per call, ``n_batch`` =
-  ``--max_batch``, fill 0.0) on MONAI's torch ResNet with torchvision's layout, with an
-  overlap chosen so that its windows are exactly ours (requires ``stride <= window`` and the
-  stride to divide ``size - window``; checked);
+  ``--max_batch``, fill ``(0 - mean) / std``: black, as the engine's ``zero``, in MONAI's
+  normalised input) on MONAI's torch ResNet with torchvision's layout, with an overlap chosen
+  so that its windows are exactly ours (requires ``stride <= window`` and the stride to divide
+  ``size - window``; checked before, and the copies its network saw are counted each call);
 - ``ceiling``: the same jitted softmax forward on full ``--max_batch`` batches, no occlusion,
   over as many images as the engine's occluded copies.
 """
@@ -32,6 +33,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from benchmarks.report import emit, machine
+
+MEAN, STD = 0.5, 0.25  # the normalisation every method applies to the uint8 images
+BLACK_NORMALISED = (0.0 - MEAN) / STD  # a black (0) pixel after normalisation: MONAI's fill
 
 MONAI_FAMILIES = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -96,8 +100,8 @@ def _jax_model(args):
 
     model = models.create(args.model, num_classes=args.classes, in_channels=args.channels)
     model_apply, state = occlusion.nnx_apply_fn(model)
-    mean = jnp.full((args.channels,), 0.5, jnp.float32)
-    std = jnp.full((args.channels,), 0.25, jnp.float32)
+    mean = jnp.full((args.channels,), MEAN, jnp.float32)
+    std = jnp.full((args.channels,), STD, jnp.float32)
 
     def apply_fn(variables, pixels):  # uint8-range floats -> logits, normalised on device
         return model_apply(variables, (pixels / 255.0 - mean) / std)
@@ -156,29 +160,43 @@ def engine_unit(
 def naive_unit(
     args, apply_fn, state, images, windows: int
 ) -> Callable[[], tuple[float, int, float]]:
-    """Every window of ``--naive_images`` images, one occluded image per jitted forward."""
+    """Every window of ``--naive_images`` images, one occluded image per jitted forward.
+
+    The box shows the engine's own ``--fill`` (``engine.occlusion._fill_images``), so both
+    compute the same heatmap; the last call's drops are kept in ``unit.drops`` for tests.
+    """
     import jax
+    import jax.numpy as jnp
 
-    from engine.occlusion import window_origins
+    from engine.occlusion import OcclusionConfig, _fill_images, window_origins
 
+    config = OcclusionConfig(
+        window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
+    )
     forward = jax.jit(lambda v, x: jax.nn.softmax(apply_fn(v, x.astype("float32")), axis=-1))
     origins = window_origins(args.size, args.window, args.stride)
     subset = images[: args.naive_images]
     np.asarray(forward(state, subset[:1]))  # compile
+    w = args.window
 
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
         forwards = 0
-        for image in subset:
+        drops = np.zeros((len(subset), len(origins), len(origins)), np.float32)
+        for n, image in enumerate(subset):
             base = np.asarray(forward(state, image[None]))[0]
             target = int(np.argmax(base))
-            for y in origins:
-                for x in origins:
-                    copy = image.copy()
-                    copy[y : y + args.window, x : x + args.window] = 0
-                    _ = base[target] - np.asarray(forward(state, copy[None]))[0, target]
+            pixels = image.astype(np.float32)
+            fill = np.asarray(_fill_images(jnp.asarray(pixels[None]), config))[0]
+            for i, y in enumerate(origins):
+                for j, x in enumerate(origins):
+                    copy = pixels.copy()
+                    copy[y : y + w, x : x + w] = fill[y : y + w, x : x + w]
+                    occluded = np.asarray(forward(state, copy[None]))[0, target]
+                    drops[n, i, j] = base[target] - occluded
                     forwards += 1
             print(f"[naive] {forwards} occluded forwards", file=sys.stderr, flush=True)
+        unit.drops = drops
         return time.perf_counter() - t, forwards, float(len(subset))
 
     return unit
@@ -246,21 +264,37 @@ def monai_unit(
             "stride <= window that divides size - window, or --skip=monai"
         )
     occ = OcclusionSensitivity(
-        net, mask_size=args.window, n_batch=args.max_batch, mode=0.0, overlap=overlap, verbose=False
+        net,
+        mask_size=args.window,
+        n_batch=args.max_batch,
+        mode=float(BLACK_NORMALISED),
+        overlap=overlap,
+        verbose=False,
     )
-    x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - 0.5) / 0.25
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - MEAN) / STD
     print(f"[monai] torch threads: {torch.get_num_threads()}", file=sys.stderr)
     with torch.no_grad():
         net(x[:1])  # first-call allocations
+    seen = {"copies": 0, "min": float("inf")}  # what MONAI actually fed its network
+
+    def count(_module, inputs):
+        seen["copies"] += int(inputs[0].shape[0])
+        seen["min"] = min(seen["min"], float(inputs[0].min()))
+
+    net.register_forward_pre_hook(count)
 
     def unit() -> tuple[float, int, float]:
+        seen.update(copies=0, min=float("inf"))
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # MONAI's indexing deprecation notices
             t = time.perf_counter()
             occ(x[:1])
             seconds = time.perf_counter() - t
+        if seen["copies"] != windows:
+            raise SystemExit(f"MONAI ran {seen['copies']} occluded copies, we run {windows}")
+        unit.seen = dict(seen)
         print(f"[monai] 1 image {seconds:.1f} s", file=sys.stderr, flush=True)
-        return seconds, windows, 1.0
+        return seconds, seen["copies"], 1.0
 
     return unit
 

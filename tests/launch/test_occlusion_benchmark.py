@@ -35,15 +35,34 @@ def test_small_cnn_rows_and_ratios(capsys):
     assert rows["occlusion/naive/occluded_forwards_per_s"]["forwards"] == 16
 
 
+@pytest.mark.parametrize("fill", ["zero", "mean"])
+def test_naive_peer_computes_the_engines_heatmap(fill):
+    """The naive loop occludes with the same --fill as the engine: the same drops."""
+    from engine import occlusion
+
+    args = types.SimpleNamespace(model="small_cnn", channels=1, classes=4, window=8, stride=8,
+                                 size=32, max_batch=8, naive_images=2, fill=fill)
+    apply_fn, state = bench._jax_model(args)
+    images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 1), dtype=np.uint8)
+    unit = bench.naive_unit(args, apply_fn, state, images, windows=16)
+    assert unit()[1] == 16 * 2
+    config = occlusion.OcclusionConfig(window=8, stride=8, fill=fill, max_batch=8)
+    engine = occlusion.occlusion_sensitivity(apply_fn, state, images, config=config)
+    np.testing.assert_allclose(unit.drops, engine.drops, atol=1e-5)
+    assert np.abs(unit.drops).max() > 0
+
+
 @pytest.mark.foreign
-def test_monai_peer_uses_exactly_our_windows():
+def test_monai_peer_runs_our_windows_with_a_black_box():
     args = types.SimpleNamespace(
         model="resnet18", channels=1, classes=4, window=8, stride=8, size=32, max_batch=8
     )
-    images = np.zeros((1, 32, 32, 1), np.uint8)
+    images = np.full((1, 32, 32, 1), 255, np.uint8)  # white: normalised +2 everywhere
     unit = bench.monai_unit(args, None, None, images, windows=16)
     seconds, forwards, heatmaps = unit()
-    assert forwards == 16 and heatmaps == 1.0 and seconds > 0
+    assert forwards == ((32 - 8) // 8 + 1) ** 2 and heatmaps == 1.0 and seconds > 0
+    assert unit.seen["copies"] == forwards  # counted from the copies MONAI's network saw
+    assert unit.seen["min"] == pytest.approx((0 - bench.MEAN) / bench.STD)  # black, not grey
     with pytest.raises(SystemExit, match="windows per image"):
         bench.monai_unit(
             types.SimpleNamespace(**{**vars(args), "stride": 5}), None, None, images, windows=25
