@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 import models
-from benchmarks.report import emit, machine
+from benchmarks.report import compiled_flops, emit, machine
 
 # The families issue 2 names; any not registered is reported as missing, never skipped silently.
 EXPECTED_FAMILIES = ("small_cnn", "resnet18", "resnet50", "inception_v3", "efficientnet_lite0")
@@ -34,14 +33,6 @@ ANCHOR_COST: dict[str, tuple[float, float]] = {
     "inception_v3": (11.46, 23.8e6),  # 27.2 M with the auxiliary head
     "efficientnet_lite0": (0.8, 4.7e6),
 }
-
-
-def _flops(cost: Mapping | list | None) -> float:
-    """Total ``flops`` from ``Compiled.cost_analysis()`` (a dict, or a list of per-module dicts)."""
-    if cost is None:
-        return float("nan")
-    parts = cost if isinstance(cost, (list, tuple)) else [cost]
-    return float(sum(part.get("flops", 0.0) for part in parts if part))
 
 
 def param_count(model: nnx.Module) -> int:
@@ -69,7 +60,7 @@ def measure(arch: str, batch: int, repeat: int) -> dict[str, float]:
     t0 = time.perf_counter()
     compiled = jax.jit(forward).lower(state, images).compile()
     compile_s = time.perf_counter() - t0
-    flops = _flops(compiled.cost_analysis())
+    flops = compiled_flops(compiled.cost_analysis())
 
     compiled(state, images).block_until_ready()  # warm-up, excluded
     best = float("inf")

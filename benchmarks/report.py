@@ -46,3 +46,12 @@ def timed(fn, *, repeat: int = 3, warmup: int = 1) -> float:
         fn()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def compiled_flops(cost: Any) -> float:
+    """Total ``flops`` of ``Compiled.cost_analysis()`` (a dict, or a list of per-module dicts;
+    NaN when the backend gives none)."""
+    if cost is None:
+        return float("nan")
+    parts = cost if isinstance(cost, list | tuple) else [cost]
+    return float(sum(part.get("flops", 0.0) for part in parts if part))

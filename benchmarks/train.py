@@ -25,9 +25,8 @@ import argparse
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
 
-from benchmarks.report import emit, machine
+from benchmarks.report import compiled_flops, emit, machine
 
 # Dense bf16 peak FLOP/s by device kind substring (ANCHORS.md "Hardware peaks").
 PEAK_BF16 = {
@@ -74,11 +73,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _flops(cost: Any) -> float:
-    parts = cost if isinstance(cost, list | tuple) else [cost]
-    return float(sum(p.get("flops", 0.0) for p in parts if p))
-
-
 def peak_flops(device_kind: str) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k.lower() in device_kind.lower()), None)
 
@@ -89,7 +83,7 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
 
     import models
     from engine.config import TrainConfig
-    from engine.mesh import make_mesh, place_batch
+    from engine.mesh import make_mesh, to_global
     from engine.optim import make_optimizer
     from engine.state import build_model, init_train_state
     from engine.steps import make_train_step
@@ -120,7 +114,7 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
     if args.synthetic:
         rng = np.random.default_rng(0)
         local = args.batch // jax.process_count()
-        fixed = place_batch(
+        fixed = to_global(
             {
                 "image": rng.integers(0, 256, (local, size, size, args.in_channels), np.uint8),
                 "label": rng.integers(0, args.num_classes, local).astype(np.int32),
@@ -148,7 +142,7 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
     t0 = time.perf_counter()
     compiled = step.lower(state, first).compile()
     compile_s = time.perf_counter() - t0
-    flops_per_device = _flops(compiled.cost_analysis())
+    flops_per_device = compiled_flops(compiled.cost_analysis())
     for _ in range(args.warmup):
         state, metrics = compiled(state, next_batch())
     jax.block_until_ready(state)

@@ -15,7 +15,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-DATA_AXIS = "data"
+# The batch axis, its sharding and host-rows -> global arrays are the input pipeline's; the
+# engine uses the same ones so that the two can never disagree.
+from data_pipelines.device import DATA_AXIS, batch_sharding, to_global
+
+__all__ = ["DATA_AXIS", "batch_sharding", "make_mesh", "place_replicated", "replicated",
+           "select_devices", "to_global"]
 
 
 def select_devices(devices: int | Sequence[jax.Device] | None = None) -> list[jax.Device]:
@@ -45,12 +50,8 @@ def make_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.asarray(chosen), (DATA_AXIS,), **kwargs)
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over ``data``."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array (parameters, optimizer state)."""
     return NamedSharding(mesh, PartitionSpec())
 
 
@@ -66,20 +67,3 @@ def place_replicated(tree: Any, mesh: Mesh) -> Any:
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     return jax.tree.map(place, tree)
-
-
-def place_batch(tree: Any, mesh: Mesh) -> Any:
-    """Assemble global batch arrays from this process's rows (its share of the batch)."""
-    sharding = batch_sharding(mesh)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
-    )
-
-
-def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
-    """Rows this process feeds; the global batch must divide over all devices of the mesh."""
-    if global_batch_size % mesh.size:
-        raise ValueError(
-            f"global batch size {global_batch_size} is not divisible by the {mesh.size} devices of the mesh"
-        )
-    return global_batch_size // jax.process_count()

@@ -35,7 +35,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 FILLS = ("zero", "mean", "blur")
 ApplyFn = Callable[[Any, jax.Array], Any]  # (variables, float32 images [B,H,W,C]) -> logits [B,K]
@@ -204,8 +204,9 @@ def _logits(apply_fn: ApplyFn, variables: Any, images: jax.Array) -> jax.Array:
 @functools.lru_cache(maxsize=16)
 def _compiled(apply_fn: ApplyFn, config: OcclusionConfig, mesh: Mesh):
     """The two jitted programs for one (model, occluder, mesh): plain softmax and chunk drops."""
-    replicated = NamedSharding(mesh, PartitionSpec())
-    batch = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+    from engine.mesh import batch_sharding, replicated as replicated_sharding
+
+    replicated, batch = replicated_sharding(mesh), batch_sharding(mesh)
 
     @functools.partial(jax.jit, in_shardings=(replicated, batch), out_shardings=batch)
     def softmax(variables, images):
@@ -261,7 +262,9 @@ def unoccluded_probabilities(
 def _place_replicated(variables: Any, mesh: Mesh) -> Any:
     """Put the model variables on every device once (no-op when already there), so that each
     chunk's call does not copy them again."""
-    return jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+    from engine.mesh import replicated
+
+    return jax.device_put(variables, replicated(mesh))
 
 
 def _round_to_devices(n: int, devices: int) -> int:

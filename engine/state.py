@@ -277,9 +277,3 @@ def place_replicated_keys(rest: Any, mesh: Mesh) -> Any:
         return place_replicated(x, mesh)
 
     return jax.tree.map(place, rest)
-
-
-def abstract_train_state(state: TrainState, mesh: Mesh) -> TrainState:
-    """Shapes, dtypes and (replicated, on ``mesh``) shardings of ``state``: a restore target."""
-    sharding = replicated(mesh)
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)

@@ -1,4 +1,7 @@
-"""A whole training run from a :class:`TrainConfig`: data, model, state, loop, hooks, test.
+"""A whole training run from a :class:`TrainConfig`: data, model, state, loop, hooks.
+
+The final test-split report (``config.final_split``) is launch.train's: it runs
+launch.evaluate on the best checkpoint, the one evaluation path with the paper's metrics.
 
 Restore order (STYLE.md lesson 12): the workdir's own latest checkpoint (a resume) ->
 ``--init_from`` (another run's best weights, e.g. fine-tuning after a linear probe) ->
@@ -24,7 +27,7 @@ import models
 from engine.checkpoints import RunCheckpoints
 from engine.config import TrainConfig
 from engine.hooks import CheckpointHook, LogHook, ValidationHook
-from engine.inference import load_run, predict_probabilities
+from engine.inference import load_run
 from engine.linear_probe import (
     FeatureBatches,
     cached_features,
@@ -81,7 +84,6 @@ class RunSummary:
     resumed_from: int | None
     best_step: int | None
     validation: list[dict[str, Any]]
-    test: dict[str, float] | None
 
 
 @dataclasses.dataclass
@@ -225,33 +227,6 @@ def init_from_run(model: Any, config: TrainConfig, class_names: tuple[str, ...])
         source.checkpoint,
         source.step,
     )
-
-
-def evaluate_split(
-    workdir: Workdir, config: TrainConfig, split: str, mesh: Mesh
-) -> dict[str, float]:
-    """Accuracy/loss of the run's best checkpoint on ``split`` (full paper metrics: launch.evaluate)."""
-    from data_pipelines.pipeline import make_eval_iterator
-    from data_pipelines.preprocess import PreprocessConfig
-    from data_pipelines.sources import open_dataset
-
-    run = load_run(workdir, "best")
-    source = open_dataset(
-        config.dataset, data_dir=config.data_dir, split=split, on_bad_image=config.on_bad_image
-    )
-    if config.classes is not None:
-        source = restrict_classes(source, config.classes)
-    cfg = PreprocessConfig.from_metadata(run.metadata, channels=config.in_channels)
-    batches = make_eval_iterator(
-        source,
-        cfg,
-        global_batch_size=config.eval_batch_size or config.batch_size,
-        mesh=mesh,
-        workers=config.workers,
-    )
-    probs, index = predict_probabilities(run.model, batches, mesh, metadata=run.metadata)
-    labels = np.asarray([r.label for r in source.records], np.int32)
-    return classification_metrics(probs, labels[index]) | {"checkpoint_step": float(run.step)}
 
 
 @dataclasses.dataclass
@@ -459,10 +434,6 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
             )
         checkpoints.wait()
         progress.close()
-        test = None
-        if result.stopped is None and config.final_split:
-            test = evaluate_split(workdir, config, config.final_split, mesh)
-            run_log.scalars(config.final_split, result.step, test)
         return RunSummary(
             workdir.root,
             result.step,
@@ -471,5 +442,4 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
             resumed_from,
             checkpoints.best_step(),
             validation.history if validation else [],
-            test,
         )

@@ -183,11 +183,6 @@ def print_summary(summary, config, elapsed: float, report: dict[str, Any] | None
             lines.append(
                 f"  validation    best {config.best_metric} {best[-1][config.best_metric]:.4f} at step {best[-1]['step']}"
             )
-    if summary.test:
-        lines.append(
-            f"  {config.final_split:<13} accuracy {summary.test['accuracy']:.4f} "
-            f"(balanced {summary.test['balanced_accuracy']:.4f}) on {int(summary.test['count'])} images"
-        )
     for kind, path in (report or {}).items():
         lines.append(f"  report {kind:<6} {path}")
     if summary.stopped:

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 import models
-from engine.mesh import make_mesh, place_batch
+from engine.mesh import make_mesh, to_global
 from engine.optim import make_optimizer
 from engine.state import build_model, init_train_state, split_model, stage_units, trainable_units
 from engine.steps import make_train_step
@@ -26,7 +26,7 @@ def _train(config, mesh, batches, num_classes=4):
     step = make_train_step(model_def, tx, schedule, config, meta, mesh)
     history = []
     for batch in batches:
-        state, metrics = step(state, place_batch(batch, mesh))
+        state, metrics = step(state, to_global(batch, mesh))
         history.append(jax.device_get(metrics))
     return jax.device_get(state), history
 
@@ -136,7 +136,7 @@ def test_dropout_streams_follow_the_step_and_differ_per_layer(tiny_config):
         _DropoutNet(nnx.Rngs(0)), tiny_config, meta, tx, make_mesh(8)
     )
     step = make_train_step(model_def, tx, schedule, tiny_config, meta, make_mesh(8))
-    _, metrics = step(state, place_batch(random_batch(16, pixels=2, num_classes=2), make_mesh(8)))
+    _, metrics = step(state, to_global(random_batch(16, pixels=2, num_classes=2), make_mesh(8)))
     assert np.isfinite(float(metrics["loss"]))
 
 
