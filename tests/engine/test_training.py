@@ -169,3 +169,18 @@ def test_resume_does_not_need_the_pretrained_file(tiny_config, tmp_path):
     weights.unlink()
     second = train(config, mesh)
     assert second.resumed_from == 1 and second.step == 2
+
+
+def test_feature_cache_key_follows_the_ordered_image_paths(tiny_config):
+    """Same count, other files (classes, skipped images) or order -> another cache."""
+    from data_pipelines.preprocess import PreprocessConfig
+    from engine.linear_probe import cache_fingerprint
+
+    cfg = PreprocessConfig(input_size=32, channels=1)
+    key = cache_fingerprint(tiny_config, ["a.jpeg", "b.jpeg"], cfg)
+    assert key == cache_fingerprint(tiny_config, ["a.jpeg", "b.jpeg"], cfg)
+    assert key != cache_fingerprint(tiny_config, ["a.jpeg", "c.jpeg"], cfg)
+    assert key != cache_fingerprint(tiny_config, ["b.jpeg", "a.jpeg"], cfg)
+    assert key != cache_fingerprint(tiny_config, ["a.jpeg", "b.jpeg"], cfg.replace(input_size=64))
+    assert key != cache_fingerprint(tiny_config.replace(model_kwargs={"width": 8}),
+                                    ["a.jpeg", "b.jpeg"], cfg)
