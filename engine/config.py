@@ -75,7 +75,7 @@ class TrainConfig:
     checkpoint_every: int | None = None  # None: at each evaluation
     keep_checkpoints: int = 2
     best_metric: str = "accuracy"  # on the validation split
-    final_split: str | None = "test"  # evaluated with the best checkpoint at the end; None: skip
+    final_split: str | None = "test"  # launch.train runs launch.evaluate on it at the end; None: skip
     progress: bool = True
 
     def __post_init__(self) -> None:

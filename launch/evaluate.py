@@ -126,18 +126,25 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
         f"{source.name}/{args.split}: {len(source)} images, batch {batch}, {mesh.size} device(s)",
         flush=True,
     )
-    batches = make_eval_iterator(
-        source, cfg, global_batch_size=batch, mesh=mesh, workers=config.get("workers", 0)
+    # Files that fail to decode under --on_bad_image=skip are dropped and named, not counted.
+    batches = inference.SkippedImages(
+        make_eval_iterator(
+            source, cfg, global_batch_size=batch, mesh=mesh, workers=config.get("workers", 0)
+        )
     )
     probs, index = inference.predict_probabilities(
         trained.model, batches, mesh, metadata=trained.metadata
     )
-    if not np.array_equal(index, np.arange(len(source))):
+    expected = batches.expected(len(source))
+    if not np.array_equal(index, expected):
         raise RuntimeError(
             f"evaluation saw {len(index)} images ({len(np.unique(index))} distinct) "
-            f"for {len(source)} in the split: some counted twice or missed"
+            f"for {len(expected)} in the split: some counted twice or missed"
         )
-    records = source.records
+    undecodable = batches.paths(source.records)
+    for path in undecodable:
+        print(f"skipped (could not be decoded): {path}", flush=True)
+    records = [source.records[i] for i in expected]
     labels = np.array([r.label for r in records])
     patients = [r.patient for r in records]
     evaluation = metrics.evaluate(
@@ -159,7 +166,8 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
         "classes": list(trained.class_names),
         "images": len(records),
         "patients": len(set(patients)),
-        "skipped_files": [f"{p}: {why}" for p, why in source.skipped],
+        "skipped_files": [f"{p}: {why}" for p, why in source.skipped]
+        + [f"{p}: could not be decoded" for p in undecodable],
         "devices": mesh.size,
         "git_commit": versions.get("git_commit"),
         "jax": versions.get("jax"),

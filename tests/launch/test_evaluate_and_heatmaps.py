@@ -260,3 +260,33 @@ def test_predict_bare_heatmaps_flag_before_images_and_top_k_refused(trained_run,
         assert sorted(z["paths"]) == sorted(map(str, images))
     assert predict.main([f"--workdir={workdir}", "--top_k=2", str(images[0])]) == 2
     assert "--top_k" in capsys.readouterr().err
+
+
+def test_evaluate_names_and_leaves_out_an_undecodable_image(trained_run, tmp_path, capsys):
+    """--on_bad_image=skip: a file that fails only at decode time is named, not counted."""
+    from data_pipelines.sources import BUNDLED_OCT_SAMPLE
+
+    workdir, data = trained_run
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    real = sorted(BUNDLED_OCT_SAMPLE.rglob("*.jpeg"))[0].read_bytes()
+    junk = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    victim = sorted((copy / "test").rglob("*.png"))[0]
+    victim.write_bytes(real[:2] + b"\xff\xc0\x00\x03" + junk + b"\xff\xd9")  # JPEG header, junk body
+    out = tmp_path / "out"
+    code = evaluate.main(
+        [
+            f"--workdir={workdir}",
+            f"--data_dir={copy}",
+            "--on_bad_image=skip",
+            f"--out={out}",
+            "--batch_size=8",
+            "--bootstrap=20",
+        ]
+    )
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["provenance"]["images"] == 4 * PER_CLASS_TEST - 1
+    assert any(str(victim) in line for line in doc["provenance"]["skipped_files"])
+    assert str(victim) not in {r["path"] for r in _read_csv(out / "predictions.csv")}
