@@ -23,11 +23,11 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from engine.config import TrainConfig
-from engine.losses import correct_count, cross_entropy
+from engine.losses import cross_entropy
 from engine.mesh import batch_sharding, place_replicated, replicated
 from engine.run_log import RunLog
 from engine.state import ModelDef, TrainState
-from engine.steps import compute_dtype, make_forward
+from engine.steps import compute_dtype, make_forward, step_metrics
 from engine.validation import classification_metrics, gather_outputs
 from engine.workdir import Workdir
 from models.metadata import WeightMetadata
@@ -209,13 +209,7 @@ def make_probe_step(
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        metrics = {
-            "loss": loss,
-            "correct": correct_count(logits, labels, mask),
-            "count": jnp.sum(mask.astype(jnp.float32)),
-            "grad_norm": optax.tree.norm(grads),
-            "lr": jnp.asarray(schedule(state.step), jnp.float32),
-        }
+        metrics = step_metrics(loss, logits, labels, mask, grads, schedule(state.step))
         return state.replace(
             step=state.step + 1,
             params=optax.apply_updates(state.params, updates),

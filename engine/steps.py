@@ -29,6 +29,17 @@ Batch = dict[str, jax.Array]
 TrainStep = Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
 
 
+def step_metrics(loss, logits, labels, mask, grads, lr) -> dict[str, jax.Array]:
+    """What every train step reports (summed on device, fetched every ``log_every`` steps)."""
+    return {
+        "loss": loss,
+        "correct": correct_count(logits, labels, mask),
+        "count": jnp.sum(mask.astype(jnp.float32)),
+        "grad_norm": optax.tree.norm(grads),
+        "lr": jnp.asarray(lr, jnp.float32),
+    }
+
+
 def compute_dtype(name: str) -> jnp.dtype:
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
@@ -78,13 +89,7 @@ def make_train_step(
         (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {
-            "loss": loss,
-            "correct": correct_count(logits, labels, mask),
-            "count": jnp.sum(mask.astype(jnp.float32)),
-            "grad_norm": optax.tree.norm(grads),
-            "lr": jnp.asarray(schedule(state.step), jnp.float32),
-        }
+        metrics = step_metrics(loss, logits, labels, mask, grads, schedule(state.step))
         new_state = TrainState(
             step=state.step + 1,
             params=params,

@@ -26,6 +26,14 @@ class WeightFileError(ValueError):
     """A weight file that cannot be used: missing, truncated, foreign or for another model."""
 
 
+def check_file(path: Path) -> None:
+    """Refuse a missing or empty file before any reader sees it."""
+    if not path.is_file():
+        raise WeightFileError(f"{path}: no such weight file")
+    if path.stat().st_size == 0:
+        raise WeightFileError(f"{path}: the file is empty (0 bytes)")
+
+
 def save(path: str | os.PathLike, params: Mapping[str, np.ndarray], meta: WeightMetadata) -> Path:
     """Write ``params`` and ``meta`` atomically (temp file + rename) to ``path``."""
     path = Path(path)
@@ -46,10 +54,7 @@ def save(path: str | os.PathLike, params: Mapping[str, np.ndarray], meta: Weight
 def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], WeightMetadata]:
     """Read a file written by :func:`save`; refuse anything else with a message naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightFileError(f"{path}: no such weight file")
-    if path.stat().st_size == 0:
-        raise WeightFileError(f"{path}: the file is empty (0 bytes)")
+    check_file(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if FORMAT_KEY not in npz.files:

@@ -41,7 +41,7 @@ from models import inception_v3
 from models.convert.name_table import apply_table
 from models.convert.transforms import identity, ones_like
 from models.metadata import WeightMetadata
-from models.weights_file import WeightFileError
+from models.weights_file import WeightFileError, check_file
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -68,10 +68,7 @@ _NUMBERED = re.compile(r"(?P<kind>.*?)(?:_(?P<index>\d+))?")
 def read(path: str | Path) -> dict[str, np.ndarray]:
     """Either HDF5 layout -> ``{"conv2d/0/kernel": array, ...}`` in Keras' layer order."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightFileError(f"{path}: no such weight file")
-    if path.stat().st_size == 0:
-        raise WeightFileError(f"{path}: the file is empty (0 bytes)")
+    check_file(path)
     try:
         import h5py
     except ImportError as e:

@@ -11,22 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from models.weights_file import WeightFileError
+from models.weights_file import WeightFileError, check_file
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
-
-
-def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise WeightFileError(f"{path}: no such weight file")
-    if path.stat().st_size == 0:
-        raise WeightFileError(f"{path}: the file is empty (0 bytes)")
 
 
 def read_torch(path: str | Path) -> dict[str, np.ndarray]:
     """A torch ``.pth``/``.pt`` state dict (legacy or zip format) as numpy arrays."""
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         import torch
     except ImportError as e:
@@ -70,7 +63,7 @@ def _state_dict_to_numpy(obj: object, path: Path) -> dict[str, np.ndarray]:
 
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         from safetensors.numpy import load_file
     except ImportError as e:
