@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.convert.readers import read_torch as read  # noqa: F401  (source API)
-from models.convert.name_table import apply_table
+from models.convert.name_table import apply_table, entries
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
 from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata
@@ -87,7 +87,9 @@ def name_map(arch: str) -> dict[str, tuple[str, Callable[[np.ndarray], np.ndarra
 def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
     """Torch state dict -> flat Flax params (float32); refuses tensors ``arch`` does not have."""
     as_float32 = {k: np.asarray(v, dtype=np.float32) for k, v in flat.items()}
-    return apply_table(as_float32, name_map(arch), arch, ignored=lambda k: k.endswith(IGNORED_SUFFIXES))
+    return apply_table(
+        as_float32, entries(name_map(arch)), arch, ignored=lambda k: k.endswith(IGNORED_SUFFIXES)
+    )
 
 
 def metadata(arch: str) -> WeightMetadata:

@@ -199,9 +199,10 @@ def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
     table does not use (a gamma, conv biases, extra layers: another architecture) and on a
     file without the classifier (``include_top=False``).
     """
-    by_key = {key: (flax_path, transform) for flax_path, (key, transform) in name_map(arch).items()}
+    table = name_map(arch)
     try:
-        return apply_table(flat, by_key, arch)
+        rows = ((key, flax_path, t) for flax_path, (key, t) in table.items())
+        return apply_table(flat, rows, arch)
     except KeyError:
         if "dense/0/kernel" not in flat and "conv2d/93/kernel" in flat:
             raise ValueError(

@@ -1,4 +1,7 @@
-"""Applying a converter's name table: ``{source name: (flax path, transform)}``.
+"""Applying a converter's name table: entries ``(source name, flax path, transform)``.
+
+Several Flax parameters may come from one source tensor (e.g. Keras' BatchNorm without a
+scale: the scale is ``ones_like`` its beta), hence entries rather than a dict.
 
 Shared by every source so that all refuse foreign files the same way: tensors the table does
 not use raise ``ValueError`` (so a ResNet-34 file is not quietly read as the ResNet-18 whose
@@ -8,12 +11,12 @@ tensors it happens to contain); a tensor the table expects but the file lacks ra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
 Transform = Callable[[np.ndarray], np.ndarray]
-NameTable = Mapping[str, tuple[str, Transform]]
+Entry = tuple[str, str, Transform]  # (source name, flax path, transform)
 
 
 def show(names: list[str], limit: int = 8) -> str:
@@ -23,7 +26,7 @@ def show(names: list[str], limit: int = 8) -> str:
 
 def apply_table(
     flat: Mapping[str, np.ndarray],
-    table: NameTable,
+    rows: Iterable[Entry],
     arch: str,
     *,
     ignored: Callable[[str], bool] = lambda name: False,
@@ -31,13 +34,20 @@ def apply_table(
     """Rename and transform ``flat`` into flat Flax params; ``ignored(name)`` marks tensors
     that are dropped on purpose (e.g. BatchNorm's ``num_batches_tracked`` counters).
     Unused tensors are reported before missing ones: they name the foreign architecture."""
-    unused = sorted(k for k in flat if k not in table and not ignored(k))
+    rows = list(rows)
+    used = {name for name, _, _ in rows}
+    unused = sorted(k for k in flat if k not in used and not ignored(k))
     if unused:
         raise ValueError(
             f"{len(unused)} tensors that {arch} does not have ({show(unused)}): the file is for "
             "another architecture"
         )
-    missing = [k for k in table if k not in flat]
+    missing = list(dict.fromkeys(name for name, _, _ in rows if name not in flat))
     if missing:
-        raise KeyError(f"{len(missing)} of the {len(table)} tensors of {arch}: {show(missing)}")
-    return {flax_path: transform(flat[name]) for name, (flax_path, transform) in table.items()}
+        raise KeyError(f"{len(missing)} of the {len(used)} tensors of {arch}: {show(missing)}")
+    return {flax_path: transform(flat[name]) for name, flax_path, transform in rows}
+
+
+def entries(table: Mapping[str, tuple[str, Transform]]) -> list[Entry]:
+    """A ``{source name: (flax path, transform)}`` table as entries."""
+    return [(name, flax_path, transform) for name, (flax_path, transform) in table.items()]

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from models import inception_v3
-from models.convert.name_table import apply_table
+from models.convert.name_table import apply_table, entries
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
 from models.metadata import WeightMetadata
 
@@ -98,7 +98,7 @@ def convert(
     dropped = () if any(k.startswith(_AUX_PREFIX) for k in table) else (_AUX_PREFIX,)
     return apply_table(
         flat,
-        table,
+        entries(table),
         arch,
         ignored=lambda k: k.endswith(_IGNORED_SUFFIXES) or k.startswith(dropped),
     )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from models import resnet
-from models.convert.name_table import apply_table
+from models.convert.name_table import apply_table, entries
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
 from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata
@@ -76,7 +76,9 @@ def convert(
 ) -> dict[str, np.ndarray]:
     """Flat torch state dict of ``arch`` -> flat Flax params (KeyError on a missing tensor)."""
     del source  # torchvision and timm share the names
-    return apply_table(flat, name_map(arch), arch, ignored=lambda k: k.endswith(_IGNORED_SUFFIXES))
+    return apply_table(
+        flat, entries(name_map(arch)), arch, ignored=lambda k: k.endswith(_IGNORED_SUFFIXES)
+    )
 
 
 def metadata(arch: str, source: str = "torchvision") -> WeightMetadata:
