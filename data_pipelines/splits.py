@@ -90,3 +90,36 @@ def class_balanced_order(labels: np.ndarray) -> np.ndarray:
         members = np.flatnonzero(labels == c)
         parts.append(np.tile(members, math.ceil(largest / len(members)))[:largest])
     return np.concatenate(parts)
+
+
+def patient_folds(patients: list[str], labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold id in ``[0, k)`` of every example: whole patients per fold, classes spread evenly.
+
+    Cross-validation that splits one patient's scans over folds scores memory, not
+    generalisation. Patients (shuffled by ``seed``, largest first) go one at a time to the fold
+    whose per-class share of the data stays most even (a greedy stratified group k-fold).
+    """
+    labels = np.asarray(labels, np.int64)
+    if len(patients) != labels.size:
+        raise ValueError(f"{len(patients)} patient ids for {labels.size} labels")
+    names = sorted(set(patients))
+    if len(names) < k:
+        raise ValueError(f"{k}-fold cross-validation needs at least {k} patients, found {len(names)}")
+    num_classes = int(labels.max()) + 1
+    index = {name: i for i, name in enumerate(names)}
+    patient_of = np.array([index[p] for p in patients])
+    counts = np.zeros((len(names), num_classes))
+    np.add.at(counts, (patient_of, labels), 1)
+    totals = np.maximum(counts.sum(axis=0), 1)
+    order = np.random.default_rng(seed).permutation(len(names))
+    order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
+    fold_counts = np.zeros((k, num_classes))
+    fold_of_patient = np.empty(len(names), np.int64)
+    for p in order:
+        trial = fold_counts[None] + np.eye(k)[:, :, None] * counts[p][None, None]
+        spread = (trial / totals).std(axis=1).sum(axis=1)
+        sizes = fold_counts.sum(axis=1)
+        best = min(range(k), key=lambda f: (round(spread[f], 12), sizes[f], f))
+        fold_counts[best] += counts[p]
+        fold_of_patient[p] = best
+    return fold_of_patient[patient_of]

@@ -16,7 +16,10 @@ SCHEDULES = ("cosine", "constant")
 TRANSFERS = ("linear_probe", "finetune", "scratch")
 DTYPES = ("float32", "bfloat16")
 BN_MODES = ("train", "frozen")
-CLASS_WEIGHTINGS = ("none", "balanced")
+CLASS_WEIGHTINGS = ("auto", "none", "balanced")
+PROBE_SOLVERS = ("lbfgs", "steps")
+PROBE_SELECTIONS = ("balanced_log_loss", "balanced_accuracy")
+FINAL_SPLITS = ("train", "val", "test")
 AUTO = "auto"
 BEST_METRICS = {"accuracy": "max", "balanced_accuracy": "max", "loss": "min"}
 
@@ -31,6 +34,13 @@ class TrainConfig:
     # registered ImageNet tag (e.g. efficientnet_lite0.in1k) unless transfer is "scratch".
     pretrained: str | None = AUTO
     transfer: Transfer = "linear_probe"
+    # linear_probe only. "lbfgs": full-batch L-BFGS to convergence with the L2 strength chosen
+    # by patient-grouped cross-validation (engine.probe_fit); "steps": minibatch optimizer
+    # steps on the cached features (the paper's recipe: Adam, batch 1,000, ~100 epochs).
+    probe_solver: Literal["lbfgs", "steps"] = "lbfgs"
+    cv_folds: int = 5  # patient-grouped folds of the training images (lbfgs probe)
+    probe_l2: float | None = None  # None: chosen by cross-validation
+    probe_select: Literal["balanced_log_loss", "balanced_accuracy"] = "balanced_log_loss"
     init_from: str | None = None  # a run dir whose best weights start this run (probe -> finetune)
     finetune_stages: int | None = None  # None: the whole backbone; N: only its last N stages
     bn_mode: Literal["train", "frozen"] = "train"  # BatchNorm statistics updated or frozen
@@ -64,7 +74,8 @@ class TrainConfig:
     warmup_steps: int = 0
     clip_norm: float | None = None
     label_smoothing: float = 0.0
-    class_weighting: Literal["none", "balanced"] = "none"
+    # "auto": balanced when the training classes differ in size (the norm in medical data).
+    class_weighting: Literal["auto", "none", "balanced"] = AUTO
     dtype: Literal["float32", "bfloat16"] = "float32"
     seed: int = 0
 
@@ -74,7 +85,7 @@ class TrainConfig:
     eval_every: int | None = None  # None: once per epoch
     checkpoint_every: int | None = None  # None: at each evaluation
     keep_checkpoints: int = 2
-    best_metric: str = "accuracy"  # on the validation split
+    best_metric: str = "balanced_accuracy"  # on the validation split
     final_split: str | None = "test"  # launch.train runs launch.evaluate on it at the end; None: skip
     progress: bool = True
 
@@ -92,6 +103,17 @@ class TrainConfig:
                 self.class_weighting in CLASS_WEIGHTINGS,
                 f"class_weighting must be one of {CLASS_WEIGHTINGS}",
             ),
+            (self.probe_solver in PROBE_SOLVERS, f"probe_solver must be one of {PROBE_SOLVERS}"),
+            (
+                self.probe_select in PROBE_SELECTIONS,
+                f"probe_select must be one of {PROBE_SELECTIONS}",
+            ),
+            (self.cv_folds >= 2, "cv_folds must be at least 2"),
+            (self.probe_l2 is None or self.probe_l2 >= 0, "probe_l2 must be >= 0"),
+            (
+                self.final_split is None or self.final_split in FINAL_SPLITS,
+                f"final_split must be one of {FINAL_SPLITS} or None (skip)",
+            ),
             (self.best_metric in BEST_METRICS, f"best_metric must be one of {tuple(BEST_METRICS)}"),
             (self.batch_size > 0, "batch_size must be positive"),
             (self.lr > 0, "lr must be positive"),
@@ -106,7 +128,7 @@ class TrainConfig:
             (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
             (self.log_every > 0, "log_every must be positive"),
             (
-                not (self.class_balanced_sampling and self.class_weighting != "none"),
+                not (self.class_balanced_sampling and self.class_weighting == "balanced"),
                 "choose class-balanced sampling or a class-weighted loss, not both",
             ),
             (
@@ -117,6 +139,12 @@ class TrainConfig:
         problems = [msg for ok, msg in checks if not ok]
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def balanced_weighting(self, class_counts) -> bool:
+        """Whether the loss weighs every class equally for training classes of these sizes."""
+        if self.class_weighting == AUTO:
+            return not self.class_balanced_sampling and len(set(class_counts)) > 1
+        return self.class_weighting == "balanced"
 
     @property
     def best_mode(self) -> str:

@@ -11,6 +11,7 @@ resumed run draws exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -22,9 +23,11 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from data_pipelines.splits import patient_folds
 from engine.config import TrainConfig
 from engine.losses import cross_entropy
 from engine.mesh import batch_sharding, place_replicated, replicated
+from engine.probe_fit import DEFAULT_L2_GRID, LinearClassifier, ProbeCV, cross_validate
 from engine.run_log import RunLog
 from engine.state import ModelDef, TrainState
 from engine.steps import compute_dtype, make_forward, step_metrics
@@ -75,8 +78,8 @@ def cached_features(
     eval_cfg: Any,
     workdir: Workdir,
     log: RunLog,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(features float32 [N, D], labels int32 [N]) of ``source``, computed at most once.
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """(features float32 [N, D], labels int32 [N], records [N]) of ``source``, computed once.
 
     Images that fail to decode under ``on_bad_image="skip"`` are left out (logged by name);
     the rows are the remaining examples in source order.
@@ -93,7 +96,7 @@ def cached_features(
         with np.load(path, allow_pickle=False) as cache:
             features, index = cache["features"], cache["index"]
         log.event("features", split=split, computed=0, cached=len(features), path=str(path))
-        return features, all_labels[index]
+        return features, all_labels[index], [records[i] for i in index]
     forward = make_forward(
         model_def.graphdef_eval, metadata, mesh, output=FEATURES, dtype=compute_dtype(config.dtype)
     )
@@ -116,7 +119,7 @@ def cached_features(
         np.savez(tmp, features=features, index=index)
         tmp.replace(path)
     log.event("features", split=split, computed=len(features), cached=0, path=str(path))
-    return features, all_labels[index]
+    return features, all_labels[index], [records[i] for i in index]
 
 
 class FeatureBatches:
@@ -244,3 +247,92 @@ def make_probe_evaluator(
         return classification_metrics(np.asarray(probabilities(state.params, feats)), labels)
 
     return evaluate
+
+
+def with_classifier(params: dict, classifier_path: str, classifier: LinearClassifier) -> dict:
+    """``params`` with the classifier at ``classifier_path`` replaced (other leaves shared)."""
+
+    def replace(node: dict, keys: list[str]) -> dict:
+        key = keys[0]
+        key = int(key) if key.isdigit() and key not in node else key
+        if len(keys) > 1:
+            return {**node, key: replace(node[key], keys[1:])}
+        head = node[key]
+        kernel, bias = head["kernel"], head["bias"]
+        if kernel.shape != classifier.kernel.shape:
+            raise ValueError(
+                f"fitted classifier {classifier.kernel.shape} does not fit {classifier_path} "
+                f"{kernel.shape}"
+            )
+        return {
+            **node,
+            key: {
+                **head,
+                "kernel": jnp.asarray(classifier.kernel, kernel.dtype),
+                "bias": jnp.asarray(classifier.bias, bias.dtype),
+            },
+        }
+
+    return replace(params, classifier_path.split("/"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SolvedProbe:
+    """The L-BFGS probe of a run: its classifier and the cross-validation behind it."""
+
+    classifier: LinearClassifier
+    cv: ProbeCV
+    labels: np.ndarray
+    records: list[Any]
+    balanced: bool
+    l2: float
+
+
+def solve_probe(
+    parts: list[tuple[np.ndarray, np.ndarray, list[Any]]],
+    config: TrainConfig,
+    num_classes: int,
+    log: RunLog,
+) -> SolvedProbe:
+    """Cross-validate and fit the classifier on every training image (train and val parts).
+
+    The folds group patients, so no patient is on both sides of any fold; with fewer
+    patients than ``cv_folds`` there are as many folds as patients.
+    """
+    features = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    records = [r for p in parts for r in p[2]]
+    patients = [r.patient for r in records]
+    counts = np.bincount(labels, minlength=num_classes)
+    balanced = config.balanced_weighting(counts.tolist())
+    folds_wanted = min(config.cv_folds, len(set(patients)))
+    if folds_wanted < 2:
+        raise ValueError(
+            f"cross-validating the linear probe needs images of at least 2 patients; "
+            f"found {len(set(patients))}"
+        )
+    folds = patient_folds(patients, labels, folds_wanted, config.seed)
+    grid = DEFAULT_L2_GRID if config.probe_l2 is None else (*DEFAULT_L2_GRID, config.probe_l2)
+    cv = cross_validate(
+        features,
+        labels,
+        folds,
+        num_classes=num_classes,
+        balanced=balanced,
+        select=config.probe_select,
+        l2_grid=grid,
+    )
+    l2 = cv.l2 if config.probe_l2 is None else config.probe_l2
+    classifier = cv.classifier(l2)
+    log.event(
+        "probe_fit",
+        images=len(labels),
+        class_counts=counts.tolist(),
+        balanced_weighting=balanced,
+        folds=folds_wanted,
+        l2=l2,
+        select=config.probe_select,
+        cv=cv.table(),
+        nested_cv_l2=cv.outer_l2.tolist(),
+    )
+    return SolvedProbe(classifier, cv, labels, records, balanced, l2)

@@ -243,7 +243,8 @@ def compute_metrics(
 ) -> dict[str, float]:
     """Every scalar metric for these predictions, as a flat ``name -> value`` dict.
 
-    Keys: ``accuracy``, ``per_class/<name>/{sensitivity,specificity,auc}``,
+    Keys: ``accuracy``, ``balanced_accuracy`` (mean recall of the classes present),
+    ``per_class/<name>/{sensitivity,specificity,auc}``,
     ``<task>/{accuracy,sensitivity,specificity,auc}`` for each :func:`binary_tasks` entry, and
     ``weighted_error`` for OCT. Flat so that the bootstrap can treat every number alike.
     """
@@ -258,6 +259,8 @@ def compute_metrics(
     confusion = confusion_matrix(labels, predictions, num_classes)
     out = {"accuracy": _ratio(np.trace(confusion), labels.size)}
     sens, spec = per_class_rates(confusion)
+    present = confusion.sum(axis=1) > 0
+    out["balanced_accuracy"] = float(np.mean(sens[present])) if present.any() else float("nan")
     for c, name in enumerate(class_names):
         out[f"per_class/{name}/sensitivity"] = float(sens[c])
         out[f"per_class/{name}/specificity"] = float(spec[c])
@@ -371,6 +374,16 @@ class Evaluation:
                 "counts": self.confusion.tolist(),
             },
         }
+
+
+def never_predicted(confusion: np.ndarray, class_names: Sequence[str]) -> list[str]:
+    """Classes present in the labels that no image was predicted as: a classifier ignoring them."""
+    confusion = np.asarray(confusion)
+    return [
+        name
+        for c, name in enumerate(class_names)
+        if confusion[c].sum() > 0 and confusion[:, c].sum() == 0
+    ]
 
 
 def _json_float(value: float) -> float | None:

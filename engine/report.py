@@ -165,6 +165,7 @@ def report_document(evaluation: metrics.Evaluation, provenance: dict[str, Any]) 
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "provenance": provenance,
     }
+    doc["warnings"] = headline_warnings(evaluation)
     doc.update(evaluation.to_json())
     doc["roc"] = {
         name: {
@@ -223,6 +224,32 @@ def _comparison_table(evaluation: metrics.Evaluation) -> str:
         + "".join(body)
         + f"</table><p class=note>Paper: {SOURCE}. CIs: bootstrap over patients.</p>"
     )
+
+
+def headline_keys(evaluation: metrics.Evaluation) -> list[str]:
+    """What a report leads with: balanced accuracy, accuracy, then each class's recall."""
+    per_class = [f"per_class/{name}/sensitivity" for name in evaluation.class_names]
+    return ["balanced_accuracy", "accuracy", *per_class]
+
+
+def headline_warnings(evaluation: metrics.Evaluation) -> list[str]:
+    """Plain-language warnings: classes present in the labels that were never predicted."""
+    return [
+        f"class {name} is never predicted: the classifier ignores it"
+        for name in metrics.never_predicted(evaluation.confusion, evaluation.class_names)
+    ]
+
+
+def _headline(evaluation: metrics.Evaluation) -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(k.replace('/sensitivity', ' recall'))}</th>"
+        f"<td>{_ours(evaluation, k)}</td></tr>"
+        for k in headline_keys(evaluation)
+    )
+    warnings = "".join(
+        f"<p class=warn>Warning: {html.escape(w)}</p>" for w in headline_warnings(evaluation)
+    )
+    return f"<h2>Balanced accuracy and per-class recall</h2>{warnings}<table>{rows}</table>"
 
 
 def _all_metrics_table(evaluation: metrics.Evaluation) -> str:
@@ -301,13 +328,14 @@ def render_html(evaluation: metrics.Evaluation, provenance: dict[str, Any]) -> s
         "body{font-family:sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;"
         "margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
         ".ci{color:#666;font-size:90%}.note{color:#555;font-size:90%}.row{display:flex;flex-wrap:wrap;"
-        "gap:12px}"
+        "gap:12px}.warn{color:#a00;font-weight:bold}"
     )
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>Evaluation report</title><style>{style}</style>"
         f"</head><body><h1>Evaluation report</h1><table>{prov}"
         f"<tr><th>images</th><td>{evaluation.n_images}</td></tr>"
         f"<tr><th>patients</th><td>{evaluation.n_patients}</td></tr></table>"
+        + _headline(evaluation)
         + _comparison_table(evaluation)
         + strip
         + _roc_charts(evaluation)

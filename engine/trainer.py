@@ -34,9 +34,12 @@ from engine.linear_probe import (
     classifier_graphdef,
     make_probe_evaluator,
     make_probe_step,
+    solve_probe,
+    with_classifier,
 )
 from engine.loop import train_loop
 from engine.losses import balanced_class_weights
+from engine.mesh import place_replicated
 from engine.optim import make_optimizer
 from engine.preemption import StopRequest
 from engine.progress import ProgressBar
@@ -155,6 +158,8 @@ def plan_steps(config: TrainConfig, examples: int, mesh: Mesh) -> tuple[int, int
     1,000 is more than small data sets hold.
     """
     batch = config.batch_size
+    if solved_probe(config):  # one full-batch solve, checkpointed as step 1
+        return max(mesh.size, min(batch, examples) // mesh.size * mesh.size), 1, 1
     if config.transfer == "linear_probe" and batch > examples:
         batch = max(mesh.size, examples // mesh.size * mesh.size)
     per_epoch = max(examples // batch, 1)
@@ -162,6 +167,11 @@ def plan_steps(config: TrainConfig, examples: int, mesh: Mesh) -> tuple[int, int
         config.steps if config.steps is not None else math.ceil((config.epochs or 1.0) * per_epoch)
     )
     return batch, total, per_epoch
+
+
+def solved_probe(config: TrainConfig) -> bool:
+    """True when the run is a linear probe solved by L-BFGS with cross-validated L2."""
+    return config.transfer == "linear_probe" and config.probe_solver == "lbfgs"
 
 
 def resolved_config(
@@ -265,7 +275,7 @@ def _probe_setup(
         "workdir": workdir,
         "log": run_log,
     }
-    train_x, train_y = cached_features(source=data.train, **features)
+    train_x, train_y, _ = cached_features(source=data.train, **features)
     batches = FeatureBatches(
         train_x,
         train_y,
@@ -277,9 +287,89 @@ def _probe_setup(
     step_fn = make_probe_step(head_graphdef, classifier_path, tx, schedule, config, mesh, weights)
     evaluate = None
     if data.val is not None:
-        val_x, val_y = cached_features(source=data.val, **features)
+        val_x, val_y, _ = cached_features(source=data.val, **features)
         evaluate = make_probe_evaluator(head_graphdef, classifier_path, val_x, val_y, mesh)
     return StepSetup(step_fn, batches, None, evaluate)
+
+
+def _solved_probe_run(
+    config: TrainConfig,
+    data: RunData,
+    model_def: Any,
+    state: Any,
+    mesh: Mesh,
+    workdir: Workdir,
+    run_log: RunLog,
+    checkpoints: RunCheckpoints,
+    progress: ProgressBar,
+) -> RunSummary:
+    """The L-BFGS linear probe: features once, cross-validation, one fit, one checkpoint.
+
+    The cross-validated estimate (nested, patient-grouped, out-of-fold predictions) is
+    written as a full report under ``<workdir>/cv/``; it also ranks the "best" checkpoint.
+    A workdir that already holds the fitted step has nothing left to do.
+    """
+    done = checkpoints.latest_step()
+    if done is not None:
+        progress.message(f"{workdir.root} already holds the fitted probe (step {done})")
+        return RunSummary(workdir.root, done, 1, None, done, checkpoints.best_step(), [])
+    features = {
+        "model_def": model_def,
+        "state": state,
+        "config": config,
+        "metadata": data.metadata,
+        "mesh": mesh,
+        "eval_cfg": data.eval_cfg,
+        "workdir": workdir,
+        "log": run_log,
+    }
+    parts = [cached_features(source=data.train, **features)]
+    if data.val is not None:
+        parts.append(cached_features(source=data.val, **features))
+    solved = solve_probe(parts, config, len(data.class_names), run_log)
+    params = with_classifier(state.params, model_def.classifier_path, solved.classifier)
+    state = state.replace(params=place_replicated(params, mesh), step=state.step + 1)
+    cv_metrics = classification_metrics(solved.cv.oof_probabilities, solved.labels)
+    checkpoints.save_latest(state, None, step=1)
+    checkpoints.save_best_if_better(state, cv_metrics)
+    checkpoints.wait()
+    if jax.process_index() == 0:
+        write_cv_report(workdir.root / "cv", solved, data.class_names, config)
+    validation = [cv_metrics | {"step": 1, "is_best": True, "source": "nested_cv"}]
+    run_log.event("validation", step=1, **cv_metrics, source="nested_cv")
+    return RunSummary(workdir.root, 1, 1, None, None, checkpoints.best_step(), validation)
+
+
+def write_cv_report(out: Path, solved: Any, class_names: tuple[str, ...], config: TrainConfig):
+    """The paper's metrics on the nested out-of-fold predictions, as launch.evaluate writes them."""
+    from engine import metrics, report
+
+    patients = [r.patient for r in solved.records]
+    evaluation = metrics.evaluate(
+        solved.cv.oof_probabilities, solved.labels, patients, class_names
+    )
+    provenance = {
+        "workdir": str(config.workdir),
+        "model": config.model,
+        "pretrained": config.pretrained,
+        "transfer": config.transfer,
+        "dataset": config.dataset,
+        "split": "train (nested patient-grouped cross-validation, out-of-fold predictions)",
+        "classes": list(class_names),
+        "images": len(solved.records),
+        "patients": len(set(patients)),
+        "folds": len(np.unique(solved.cv.folds)),
+        "balanced_weighting": solved.balanced,
+        "l2": solved.l2,
+        "l2_selection": config.probe_select,
+        "nested_cv_l2": solved.cv.outer_l2.tolist(),
+        "l2_table": solved.cv.table(),
+    }
+    rows = report.prediction_rows(
+        [r.path for r in solved.records], patients, solved.labels, solved.cv.oof_probabilities,
+        class_names,
+    )
+    return report.write_report(out, evaluation, provenance, rows)
 
 
 def _image_setup(config, data, model_def, tx, schedule, weights, batch, mesh) -> StepSetup:
@@ -365,7 +455,18 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
         model_def, state = init_train_state(model, config, data.metadata, tx, mesh)
         del model
         counts = np.bincount([r.label for r in data.train.records], minlength=len(data.class_names))
-        weights = balanced_class_weights(counts) if config.class_weighting == "balanced" else None
+        balanced = config.balanced_weighting(counts.tolist())
+        weights = balanced_class_weights(counts) if balanced else None
+        if config.class_weighting == "auto":
+            log.info(
+                "class weighting: %s (training classes %s)",
+                "balanced" if balanced else "none",
+                dict(zip(data.class_names, counts.tolist(), strict=True)),
+            )
+        if solved_probe(config):
+            return _solved_probe_run(
+                config, data, model_def, state, mesh, workdir, run_log, checkpoints, progress
+            )
         if config.transfer == "linear_probe":
             setup = _probe_setup(
                 config,

@@ -184,11 +184,20 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _print_summary(evaluation: Any) -> None:
-    shown = [k for k in evaluation.metrics if not k.startswith("per_class/")]
-    for key in shown:
+    """Balanced accuracy and per-class recall first, then the paper's metrics; warnings last."""
+    from engine.report import headline_keys, headline_warnings
+
+    lead = headline_keys(evaluation)
+    rest = [k for k in evaluation.metrics if not k.startswith("per_class/") and k not in lead]
+    for key in lead + rest:
         value = evaluation.metrics[key]
         lo, hi = evaluation.ci95.get(key, (float("nan"), float("nan")))
-        print(f"  {key:34s} {100 * value:6.2f}%  (95% CI {100 * lo:.2f}-{100 * hi:.2f})")
+        name = key
+        if key.startswith("per_class/"):
+            name = key.replace("per_class/", "recall ").removesuffix("/sensitivity")
+        print(f"  {name:34s} {100 * value:6.2f}%  (95% CI {100 * lo:.2f}-{100 * hi:.2f})")
+    for warning in headline_warnings(evaluation):
+        print(f"  WARNING: {warning}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,11 @@ HELP = {
     "pretrained": "converted weight file (launch.convert), registered tag (efficientnet_lite0.in1k), 'auto' "
     "(the model's registered ImageNet tag, if it has one) or 'none' (random initialisation)",
     "transfer": "linear_probe (the paper: frozen backbone, cached features), finetune, or scratch",
+    "probe_solver": "linear_probe solver: lbfgs (full batch to convergence, L2 by patient-grouped CV) "
+    "or steps (minibatch optimizer steps, the paper's recipe)",
+    "cv_folds": "patient-grouped cross-validation folds of the training images (lbfgs probe)",
+    "probe_l2": "L2 strength of the lbfgs probe (default: chosen by cross-validation)",
+    "probe_select": "what picks the L2 strength: balanced_log_loss or balanced_accuracy",
     "init_from": "a run directory whose best checkpoint initialises this run (e.g. finetune after linear_probe)",
     "finetune_stages": "finetune only the last N backbone stages (+ classifier); default: all",
     "bn_mode": "BatchNorm statistics in trained stages: train (updated) or frozen",
@@ -55,7 +60,8 @@ HELP = {
     "warmup_steps": "linear warm-up steps",
     "clip_norm": "clip gradients to this global norm",
     "label_smoothing": "label smoothing of the cross-entropy",
-    "class_weighting": "none or balanced (loss weight N / (K n_k) per class)",
+    "class_weighting": "auto (balanced when the training classes differ in size), none or balanced "
+    "(loss weight N / (K n_k) per class)",
     "dtype": "compute dtype: float32 or bfloat16 (parameters stay float32)",
     "seed": "seed of initialisation, data order, dropout and the validation split",
     "workdir": "run directory: config, checkpoints, metrics.jsonl, tb/ (resumes if it holds a checkpoint)",
@@ -65,7 +71,7 @@ HELP = {
     "keep_checkpoints": "latest checkpoints kept",
     "best_metric": "validation metric that picks the best checkpoint: accuracy, balanced_accuracy, loss",
     "final_split": "split evaluated with the best checkpoint at the end, full report via launch.evaluate "
-    "('none' to skip)",
+    "(train, val, test; None to skip)",
     "progress": "show the progress bar",
 }
 
@@ -130,7 +136,7 @@ def config_from_args(args: argparse.Namespace):
 
     explicit = {k: getattr(args, k) for k in field_names() if hasattr(args, k)}
     for key in ("final_split", "pretrained"):
-        if explicit.get(key) in ("none", ""):
+        if key in explicit and str(explicit[key]).lower() in ("none", ""):
             explicit[key] = None
     preset = "demo" if args.demo and not args.preset else args.preset
     if preset:
@@ -140,7 +146,8 @@ def config_from_args(args: argparse.Namespace):
 
 def missing_data_message(config) -> str | None:
     """data_pipelines' text (archive, DOI, layout) when ``config`` names a data set but no data_dir."""
-    from data_pipelines.sources import LAYOUTS, missing_data_message as message
+    from data_pipelines.sources import LAYOUTS
+    from data_pipelines.sources import missing_data_message as message
 
     if config.data_dir is None and config.dataset in LAYOUTS and config.dataset != "oct_sample":
         return message(config.dataset)
@@ -183,11 +190,38 @@ def print_summary(summary, config, elapsed: float, report: dict[str, Any] | None
             lines.append(
                 f"  validation    best {config.best_metric} {best[-1][config.best_metric]:.4f} at step {best[-1]['step']}"
             )
+    lines += cv_summary_lines(root / "cv" / "report.json")
     for kind, path in (report or {}).items():
         lines.append(f"  report {kind:<6} {path}")
     if summary.stopped:
         lines.append(f"  stopped early ({summary.stopped}); run the same command again to resume")
     print("\n".join(lines), flush=True)
+
+
+def cv_summary_lines(report_json) -> list[str]:
+    """The cross-validated estimate of an L-BFGS probe run: balanced metrics first, warnings."""
+    if not report_json.is_file():
+        return []
+    doc = json.loads(report_json.read_text())
+    values = {k: v["value"] for k, v in doc["metrics"].items()}
+
+    def pct(key: str) -> str:
+        value = values.get(key)
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    recalls = ", ".join(
+        f"{name} {pct(f'per_class/{name}/sensitivity')}" for name in doc["class_names"]
+    )
+    prov = doc["provenance"]
+    lines = [
+        f"  cross-valid.  balanced accuracy {pct('balanced_accuracy')}, accuracy {pct('accuracy')}"
+        f" ({prov['folds']} patient-grouped folds, nested; L2 {prov['l2']:.3g}, "
+        f"balanced weighting {'on' if prov['balanced_weighting'] else 'off'})",
+        f"                recall: {recalls}",
+        f"  cv report     {report_json.parent / 'report.html'}",
+    ]
+    lines += [f"  WARNING: {w} (cross-validation)" for w in doc.get("warnings", [])]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,17 @@ def test_invalid_combinations_are_refused(changes, message):
         TrainConfig(**changes)
 
 
+def test_auto_class_weighting_balances_unequal_classes_only():
+    config = TrainConfig()
+    assert config.class_weighting == "auto" and config.best_metric == "balanced_accuracy"
+    assert config.balanced_weighting([149, 56, 35, 150])
+    assert not config.balanced_weighting([9, 9, 9, 9])
+    assert not config.replace(class_weighting="none").balanced_weighting([149, 56])
+    assert config.replace(class_weighting="balanced").balanced_weighting([9, 9])
+    # Oversampling already balances: auto does not weight the loss on top of it.
+    assert not config.replace(class_balanced_sampling=True).balanced_weighting([149, 56])
+
+
 def test_unknown_keys_are_refused():
     with pytest.raises(ValueError, match="lerning_rate"):
         TrainConfig.from_dict({"lerning_rate": 0.1})

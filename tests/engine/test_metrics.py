@@ -219,3 +219,16 @@ class TestBootstrap:
         assert doc["metrics"]["urgent_referral/auc"] == {"value": 1.0, "ci95": [1.0, 1.0]}
         assert doc["confusion_matrix"]["counts"] == (np.eye(4, dtype=int) * 10).tolist()
         assert doc["n_patients"] == 20 and set(ev.roc) >= {"urgent_referral", "per_class/CNV"}
+
+
+def test_balanced_accuracy_and_never_predicted_classes():
+    """A classifier that ignores the rare classes: high accuracy, low balanced accuracy, named."""
+    labels = np.array([0] * 8 + [3] * 8 + [1, 2])
+    preds = np.array([0] * 8 + [3] * 8 + [0, 3])
+    m = metrics.compute_metrics(one_hot_probs(preds, 4), labels, OCT)
+    assert m["accuracy"] == 16 / 18
+    assert m["balanced_accuracy"] == pytest.approx((1 + 0 + 0 + 1) / 4)
+    confusion = metrics.confusion_matrix(labels, preds, 4)
+    assert metrics.never_predicted(confusion, OCT) == ["DME", "DRUSEN"]
+    # A class absent from the labels is not "ignored".
+    assert metrics.never_predicted(confusion[:, :][[0, 3]][:, [0, 3]], ["CNV", "NORMAL"]) == []

@@ -127,3 +127,16 @@ def test_write_csv_fixed_columns_keep_the_header_of_an_empty_table(tmp_path):
     row = dict(zip(columns, ("a.png", 1, 3, "cat", "0.5")))
     lines = write_csv(tmp_path / "r.csv", [row], columns=columns).read_text().splitlines()
     assert lines == [",".join(columns), "a.png,1,3,cat,0.5"]
+
+
+def test_report_leads_with_balanced_metrics_and_warns_of_ignored_classes(tmp_path):
+    labels = np.repeat(np.arange(4), 5)
+    probs = np.eye(4)[np.where(labels == 2, 0, labels)] * 0.9 + 0.025  # DRUSEN never predicted
+    ev = metrics.evaluate(probs, labels, [f"P{i}" for i in range(20)], OCT, n_resamples=20)
+    paths = report.write_report(tmp_path, ev, {"split": "test"}, [])
+    doc = json.loads(paths["json"].read_text())
+    assert doc["warnings"] == ["class DRUSEN is never predicted: the classifier ignores it"]
+    assert doc["metrics"]["balanced_accuracy"]["value"] == pytest.approx(0.75)
+    page = paths["html"].read_text()
+    assert page.index("Balanced accuracy and per-class recall") < page.index("Confusion matrix")
+    assert "DRUSEN is never predicted" in page and "DRUSEN recall" in page

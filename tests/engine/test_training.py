@@ -79,7 +79,7 @@ def test_linear_probe_computes_features_once(tiny_config):
     """Features are computed once per image, reused across epochs and by a resumed run."""
     mesh = make_mesh(8)
     config = tiny_config.replace(
-        transfer="linear_probe", steps=5, eval_every=5
+        transfer="linear_probe", probe_solver="steps", steps=5, eval_every=5
     )  # 36 train images, batch 16
     train(config, mesh)
     events = [r for r in read_metrics(Workdir(config.workdir)) if r.get("event") == "features"]

@@ -55,3 +55,38 @@ def test_demo_smoke_runs_with_real_weights(tmp_path, capsys):
     assert (
         config["pretrained"] == "efficientnet_lite0.in1k" and config["transfer"] == "linear_probe"
     )
+
+
+def test_final_split_none_skips_the_report_and_summary_leads_with_balanced_metrics(
+    tmp_path, capsys
+):
+    """``--final_split=None`` (as documented) trains, skips evaluation, and exits 0."""
+    code = train.main(
+        [
+            "--dataset=oct_sample",
+            "--model=small_cnn",
+            "--pretrained=none",
+            "--input_size=32",
+            "--in_channels=1",
+            "--cv_folds=3",
+            "--final_split=None",
+            f"--workdir={tmp_path}",
+            "--devices=8",
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert not (tmp_path / "eval").exists()
+    assert "cross-valid.  balanced accuracy" in out and "recall: CNV" in out
+    assert (tmp_path / "cv" / "report.html").is_file()
+
+
+def test_final_split_flag_values():
+    args = train.build_parser().parse_args(["--final_split=None"])
+    assert train.config_from_args(args).final_split is None
+    args = train.build_parser().parse_args([])
+    config = train.config_from_args(args)
+    assert config.final_split == "test" and config.pretrained == "auto"
+    with pytest.raises(ValueError, match="final_split"):
+        train.config_from_args(train.build_parser().parse_args(["--final_split=tset"]))
