@@ -115,24 +115,41 @@ def make_forward(
     metadata: WeightMetadata,
     mesh: Mesh,
     *,
-    output: str = "probabilities",
+    output: str | tuple[str, ...] = "probabilities",
     dtype: Any = jnp.float32,
+    flip_average: bool = False,
 ) -> Forward:
     """``forward(states, images)``: the model (eval mode) on a batch sharded over ``mesh``.
 
     ``states`` is the tuple of state trees ``nnx.merge(graphdef, *states)`` expects.
-    ``output``: ``"probabilities"`` (softmax, float32), ``"logits"`` (float32) or an
-    ``extras`` name such as ``"pre_logits"`` (float32: the linear-probe features).
+    ``output``: ``"probabilities"`` (softmax, float32), ``"logits"`` (float32), an ``extras``
+    name such as ``"pre_logits"`` (float32: the linear-probe features), or a tuple of
+    ``extras`` names, each global-average-pooled when spatial, concatenated (multi-stage
+    features). ``flip_average``: the mean of the outputs for the images and their mirror
+    images (horizontal-flip test-time augmentation).
     """
 
-    def forward(states: Any, images: jax.Array) -> jax.Array:
-        model = nnx.merge(graphdef, *states)
-        logits, extras = model(prepare_images(images, metadata, dtype))
+    def once(model: nnx.Module, images: jax.Array) -> jax.Array:
+        logits, extras = model(images)
         if output == "probabilities":
             return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
         if output == "logits":
             return logits.astype(jnp.float32)
-        return extras[output].astype(jnp.float32)
+        if isinstance(output, str):
+            return extras[output].astype(jnp.float32)
+        pooled = [
+            (extras[k].mean(axis=(1, 2)) if extras[k].ndim == 4 else extras[k]).astype(jnp.float32)
+            for k in output
+        ]
+        return jnp.concatenate(pooled, axis=-1)
+
+    def forward(states: Any, images: jax.Array) -> jax.Array:
+        model = nnx.merge(graphdef, *states)
+        images = prepare_images(images, metadata, dtype)
+        out = once(model, images)
+        if flip_average:
+            out = (out + once(model, images[:, :, ::-1])) / 2
+        return out
 
     return jax.jit(
         forward,

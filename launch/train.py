@@ -213,10 +213,13 @@ def cv_summary_lines(report_json) -> list[str]:
         f"{name} {pct(f'per_class/{name}/sensitivity')}" for name in doc["class_names"]
     )
     prov = doc["provenance"]
+    weighting = "on" if prov["balanced_weighting"] else "off"
     lines = [
-        f"  cross-valid.  balanced accuracy {pct('balanced_accuracy')}, accuracy {pct('accuracy')}"
-        f" ({prov['folds']} patient-grouped folds, nested; L2 {prov['l2']:.3g}, "
-        f"balanced weighting {'on' if prov['balanced_weighting'] else 'off'})",
+        (
+            f"  cross-valid.  balanced accuracy {pct('balanced_accuracy')}, accuracy "
+            f"{pct('accuracy')} ({prov['folds']} patient-grouped folds, nested; "
+            f"L2 {prov['l2']:.3g}, balanced weighting {weighting})"
+        ),
         f"                recall: {recalls}",
         f"  cv report     {report_json.parent / 'report.html'}",
     ]
