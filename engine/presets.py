@@ -7,7 +7,15 @@ the plumbing, not the science. Explicit flags override a preset's values.
 The paper's recipe (Kermany et al. 2018, STAR Methods; ../shared/docs/ANCHORS.md): ImageNet
 Inception-V3, every convolution frozen, cached bottleneck features, a new softmax layer
 trained with Adam at lr 1e-3, batches of 1,000, ~100 epochs, no augmentation, model
-selection on a held-out partition (here: a patient-level 10% of train). OCT images are
+selection on a held-out partition. The paper presets keep its network, weights and frozen
+features, and solve its softmax layer properly (engine.probe_fit: full-batch L-BFGS, balanced
+class weights, L2 by patient-grouped cross-validation); add ``--probe_solver=steps
+--class_weighting=none --best_metric=accuracy`` for the literal minibatch recipe.
+
+The ``*_small`` presets are for a few hundred images (the 822-image development sample in
+../shared/data/kermany): EfficientNet-Lite0 with its real ImageNet weights, the same solved
+probe; their settings are the ones the nested cross-validation of ``launch.study`` chose on
+training images only (docs/RESULTS.md). OCT images are
 grey; ``in_channels=1`` sums the first convolution over RGB, which computes exactly what the
 RGB network computes on the grey image repeated three times (Inception's mean/std are equal
 across channels), at a third of the input cost.
@@ -37,8 +45,17 @@ _PAPER: dict[str, Any] = {
     "epochs": 100,
     "val_fraction": 0.1,
     "augment": False,
-    "best_metric": "accuracy",
     "eval_batch_size": 256,
+}
+
+SHARED_DATA = "../shared/data/kermany"
+_SMALL: dict[str, Any] = {
+    "model": "efficientnet_lite0",
+    "pretrained": "efficientnet_lite0.in1k",
+    "transfer": "linear_probe",
+    "in_channels": 1,
+    "input_size": 224,
+    "eval_batch_size": 32,
 }
 
 _SMOKE: dict[str, Any] = {
@@ -78,6 +95,16 @@ def _paper(name: str, description: str, data: str, **values: Any) -> Preset:
         f"python -m launch.train --preset={name} --data_dir={data} --workdir=runs/{name} --devices=8",
         {**_PAPER, **values, "workdir": f"runs/{name}"},
         smoke={"classes": values["classes"]} if values.get("classes") else {},
+    )
+
+
+def _small(name: str, description: str, data: str, **values: Any) -> Preset:
+    return Preset(
+        name,
+        description,
+        f"python -m launch.train --preset={name} --devices=8",
+        {**_SMALL, **values, "data_dir": f"{SHARED_DATA}/{data}", "workdir": f"runs/{name}"},
+        smoke={"model": "small_cnn", "pretrained": None},
     )
 
 
@@ -128,6 +155,24 @@ PRESETS: dict[str, Preset] = {
             "chest_bacterial_viral",
             "Paper: chest X-ray bacterial vs viral pneumonia (90.7% reported).",
             "DIR/chest_xray",
+            dataset="chest_xray_pathogen",
+        ),
+        _small(
+            "oct_small",
+            "A few hundred OCT images (the shared 390-image training sample), 4 classes.",
+            "oct",
+            dataset="oct",
+        ),
+        _small(
+            "chest_pneumonia_small",
+            "A few hundred chest films (the shared 230-film training sample), pneumonia vs normal.",
+            "chest_xray",
+            dataset="chest_xray",
+        ),
+        _small(
+            "chest_bacterial_viral_small",
+            "The shared 150 pneumonia films, bacterial vs viral.",
+            "chest_xray",
             dataset="chest_xray_pathogen",
         ),
         Preset(
