@@ -23,14 +23,12 @@ an unfinished save (a kill mid-write) is ignored, and removed by the next run.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import inspect
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,26 +62,25 @@ def failure_reason(err: BaseException) -> str:
     return f"{type(root).__name__}: {text}" if text else type(root).__name__
 
 
-@contextlib.contextmanager
-def _quiet_abandoned_reads() -> Iterator[None]:
+def _quiet_abandoned_reads() -> None:
     """Silence Orbax's sibling reads that fail after the first error of a restore.
 
     They end as "Exception ignored in <coroutine ...>" tracebacks (dozens of lines each) when
-    garbage-collected; the failure itself is reported once, by the caller.
+    garbage-collected, possibly long after the restore; the failure itself is reported once,
+    by the caller. Installed once per process, and only when a restore failed; every other
+    unraisable exception goes to the previous hook.
     """
     previous = sys.unraisablehook
+    if getattr(previous, "drops_abandoned_orbax_reads", False):
+        return
 
     def hook(unraisable: Any) -> None:
         source = unraisable.object
         if not (inspect.iscoroutine(source) and "orbax" in source.cr_code.co_filename):
             previous(unraisable)
 
+    hook.drops_abandoned_orbax_reads = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
-    try:
-        yield
-    finally:
-        gc.collect()
-        sys.unraisablehook = previous
 
 
 def unfinished_saves(directory: Path) -> list[Path]:
@@ -112,17 +109,17 @@ def _restore_newest(
     failures: list[tuple[int, str]] = []
     for step in sorted(steps, reverse=True):
         try:
-            with _quiet_abandoned_reads():
-                return restore(step), step, failures
+            return restore(step), step, failures
         except Exception as err:  # noqa: BLE001 (Orbax/TensorStore raise ValueError, OSError, ...)
+            _quiet_abandoned_reads()
             reason = failure_reason(err)
-            failures.append((step, reason))
-            log.warning(
-                "checkpoint %s cannot be restored (%s)%s",
-                directory / str(step),
-                reason,
-                "; trying an older one" if step != min(steps) else "",
-            )
+        failures.append((step, reason))
+        log.warning(
+            "checkpoint %s cannot be restored (%s)%s",
+            directory / str(step),
+            reason,
+            "; trying an older one" if step != min(steps) else "",
+        )
     tried = "; ".join(f"step {s}: {why}" for s, why in failures)
     raise CheckpointError(
         f"no checkpoint under {directory} can be restored ({tried or 'no committed step'}; "
