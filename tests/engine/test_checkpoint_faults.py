@@ -170,3 +170,33 @@ def test_unreadable_step_metadata_alone_loses_nothing(tiny_config, two_checkpoin
     assert int(restored.step) == 4 and next_element == 9
     for a, b in zip(jax.tree.leaves(states[4]), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_kill_inside_an_async_save_leaves_a_step_the_next_run_ignores(tiny_config, caplog):
+    """SIGKILL while step 4 is being written: the next run sees step 2 only, and tidies up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    workdir = Workdir(tiny_config.workdir)
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, str(root / "tests" / "engine" / "save_then_hang.py"), str(workdir.root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(root)},
+    )
+    try:
+        assert child.stdout.readline().strip() == "saving"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    leftovers = [p.name for p in workdir.latest_dir.iterdir()]
+    assert "2" in leftovers and any(name.startswith("4.orbax-checkpoint-tmp") for name in leftovers)
+    assert workdir.checkpoint_steps("latest") == [2]
+    with caplog.at_level(logging.WARNING, logger="engine.checkpoints"):
+        restored, next_element = _restore(tiny_config.replace(in_channels=1), workdir, make_mesh(1))
+    assert int(restored.step) == 2 and next_element == 3
+    assert any("never finished" in r.getMessage() for r in caplog.records)
+    assert sorted(p.name for p in workdir.latest_dir.iterdir()) == ["2"]
