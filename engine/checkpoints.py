@@ -83,6 +83,31 @@ def _quiet_abandoned_reads() -> None:
     sys.unraisablehook = hook
 
 
+class _ReportedOnce(logging.Filter):
+    """Drop Orbax's background-thread error logs for a failed save or restore.
+
+    Each failing array write logs its own page-long TensorStore error (absl, asyncio) before
+    the failure reaches :class:`RunCheckpoints`, which reports it once, in one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        text = record.getMessage()
+        from_orbax = "orbax" in record.pathname or "tensorstore" in text or "OCDBT" in text
+        return not (
+            from_orbax
+            and ("raised an exception" in text or "never retrieved" in text or "failed" in text)
+        )
+
+
+def _install_log_filter() -> None:
+    for name in ("absl", "asyncio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ReportedOnce) for f in logger.filters):
+            logger.addFilter(_ReportedOnce())
+
+
 def unfinished_saves(directory: Path) -> list[Path]:
     """Step folders Orbax never committed (the process died while writing them)."""
     if not directory.is_dir():
@@ -160,6 +185,7 @@ class RunCheckpoints:
         async_save: bool = True,
     ) -> None:
         _save_replicated_arrays_whole()
+        _install_log_filter()
         self.workdir = workdir
         self.best_metric = best_metric
         self.best_mode = best_mode
@@ -186,6 +212,7 @@ class RunCheckpoints:
             ),
         )
         self._saving: dict[str, int] = {}  # which -> step of a save that may still be writing
+        self._reported = False  # a save failure was raised (close does not raise it again)
         self.best_value = self._read_best_value()
 
     # ---- saving -------------------------------------------------------------------------
@@ -250,6 +277,10 @@ class RunCheckpoints:
         try:
             result = action()
         except Exception as err:
+            if self._reported and step is None:  # the same failure again, from a wait or close
+                log.debug("%s checkpoints: %s", which, failure_reason(err))
+                return None
+            self._reported = True
             self._saving.pop(which, None)
             kept = manager.all_steps()
             directory = self.workdir.latest_dir if which == "latest" else self.workdir.best_dir
@@ -268,8 +299,9 @@ class RunCheckpoints:
         return result
 
     def close(self) -> None:
-        self.latest.close()
-        self.best.close()
+        """Close both managers; a save failure already raised is not raised again."""
+        self._guarded("latest", None, self.latest.close)
+        self._guarded("best", None, self.best.close)
 
     # ---- restoring ----------------------------------------------------------------------
     def latest_step(self) -> int | None:

@@ -200,3 +200,59 @@ def test_a_kill_inside_an_async_save_leaves_a_step_the_next_run_ignores(tiny_con
     assert int(restored.step) == 2 and next_element == 3
     assert any("never finished" in r.getMessage() for r in caplog.records)
     assert sorted(p.name for p in workdir.latest_dir.iterdir()) == ["2"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (root only), unmounted afterwards."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Take every free byte of ``disk`` with one file."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_fails_the_save_in_one_line_and_keeps_the_previous_step(
+    tiny_config, small_disk
+):
+    mesh = make_mesh(1)
+    workdir = Workdir(small_disk / "run")
+    checkpoints = RunCheckpoints(workdir)
+    saved = {step: _state(tiny_config, mesh, float(step), step) for step in (2, 4)}
+    checkpoints.save_latest(saved[2])
+    checkpoints.wait()
+    filler = _fill(small_disk)
+    with pytest.raises(CheckpointError) as caught:
+        checkpoints.save_latest(saved[4])
+        checkpoints.wait()
+    message = str(caught.value)
+    assert "latest/4 failed" in message and "No space left on device" in message, message
+    assert "step 2, unharmed" in message and "\n" not in message
+    checkpoints.close()
+    filler.unlink()
+    assert workdir.checkpoint_steps("latest") == [2]
+    restored = RunCheckpoints(workdir)
+    state = restored.restore_latest(_state(tiny_config, mesh, 0.0, 0))
+    restored.close()
+    for a, b in zip(jax.tree.leaves(saved[2]), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
