@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "lock.json"
 
 
-class WorkdirBusyError(ValueError):
+class WorkdirLockError(ValueError):
+    """The lock file cannot be written (a full or read-only disk); names the file."""
+
+
+class WorkdirBusyError(WorkdirLockError):
     """The workdir is held by another live training process; names its pid and host."""
 
 
@@ -79,7 +83,11 @@ class WorkdirLock:
             "command": " ".join(sys.argv),
         }
         tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(me, indent=2) + "\n")
+        try:
+            tmp.write_text(json.dumps(me, indent=2) + "\n")
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise WorkdirLockError(f"{self.path}: cannot write the lock file ({err})") from err
         try:
             for _ in range(3):
                 try:
