@@ -1,4 +1,4 @@
-"""``python -m launch.benchmark --what=models|input|train|occlusion [...]``: prints JSON lines.
+"""``python -m launch.benchmark --what=models|input|train|occlusion|faults [...]``: prints JSON lines.
 
 Each ``--what`` is a module in ``benchmarks/`` with a ``main(argv)``; the remaining flags
 are its own (``--help`` after ``--what`` lists them).
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-WHATS = ("models", "input", "train", "occlusion")
+WHATS = ("models", "input", "train", "occlusion", "faults")
 
 
 def main(argv: list[str] | None = None) -> int:
