@@ -111,12 +111,13 @@ def _committed(workdir: Path) -> list[int]:
 
 
 def _wait_training(proc: subprocess.Popen, workdir: Path, since: int, timeout: float = 300) -> bool:
-    """Until the run logs a training row past ``since`` (compiled and stepping); False if it ended."""
+    """Until the run steps past ``since`` with two committed checkpoints (one to fall back to
+    when the newest is damaged); False if it ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        if _logged_step(workdir) > since:
+        if _logged_step(workdir) > since and len(_committed(workdir)) >= 2:
             return True
         time.sleep(0.05)
     raise TimeoutError(f"{workdir}: no training progress in {timeout} s")
