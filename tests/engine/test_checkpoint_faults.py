@@ -172,6 +172,7 @@ def test_unreadable_step_metadata_alone_loses_nothing(tiny_config, two_checkpoin
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_a_kill_inside_an_async_save_leaves_a_step_the_next_run_ignores(tiny_config, caplog):
     """SIGKILL while step 4 is being written: the next run sees step 2 only, and tidies up."""
     import os
