@@ -4,6 +4,11 @@ A dataset opens in seconds even at 100k files: these checks read a few bytes fro
 and the end of each file (zero bytes, wrong magic number, missing end marker = truncated), not
 the pixels. Damage inside the entropy-coded data only shows at decode time; ``load_image``
 raises ``BadImageError`` then, and the pipeline applies the same ``on_bad_image`` policy.
+
+A pixel limit (``max_image_pixels``: 64 megapixels unless ``KERMANY_MAX_IMAGE_PIXELS`` says
+otherwise) refuses decompression bombs: a 30,000 x 30,000 PNG is under 1 MB on disk and
+2.7 GB once decoded. The width and height come from the header (PNG IHDR, JPEG SOF), here
+at dataset open and again in ``preprocess.decode`` before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +27,9 @@ ON_BAD_IMAGE = ("error", "skip")
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TAIL_BYTES = 64
+MAX_IMAGE_PIXELS = 64_000_000  # the chest films are 6 MP at most, the OCT scans 0.5 MP
+PIXEL_LIMIT_ENV = "KERMANY_MAX_IMAGE_PIXELS"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class BadImageError(ValueError):
@@ -30,6 +39,81 @@ class BadImageError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def max_image_pixels() -> int:
+    """The pixel limit: ``KERMANY_MAX_IMAGE_PIXELS`` when set, else ``MAX_IMAGE_PIXELS``."""
+    raw = os.environ.get(PIXEL_LIMIT_ENV)
+    if raw is None:
+        return MAX_IMAGE_PIXELS
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{PIXEL_LIMIT_ENV}={raw!r} is not a whole number of pixels") from None
+
+
+def pixel_limit_problem(width: int, height: int) -> str | None:
+    """The one-line problem of an image over the pixel limit, or None."""
+    limit = max_image_pixels()
+    if width * height <= limit:
+        return None
+    return (
+        f"{width} x {height} = {width * height:,} pixels is over the limit of {limit:,} "
+        f"(a decompression bomb?); set {PIXEL_LIMIT_ENV} to allow bigger images"
+    )
+
+
+def _png_size(f: BinaryIO) -> tuple[int, int] | None:
+    f.seek(12)
+    chunk = f.read(12)
+    if len(chunk) < 12 or chunk[:4] != b"IHDR":
+        return None
+    return int.from_bytes(chunk[4:8], "big"), int.from_bytes(chunk[8:12], "big")
+
+
+def _jpeg_size(f: BinaryIO) -> tuple[int, int] | None:
+    """Width and height from the first start-of-frame segment (markers walked, not read)."""
+    f.seek(2)
+    for _ in range(10_000):
+        marker = f.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None
+        code = marker[1]
+        while code == 0xFF:  # fill bytes
+            more = f.read(1)
+            if not more:
+                return None
+            code = more[0]
+        if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length
+            continue
+        if code == 0xD9:
+            return None
+        length = f.read(2)
+        if len(length) < 2:
+            return None
+        if code in _JPEG_SOF:
+            if int.from_bytes(length, "big") < 11:  # not a real frame header: let decode judge
+                return None
+            frame = f.read(5)
+            if len(frame) < 5:
+                return None
+            return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
+        f.seek(int.from_bytes(length, "big") - 2, os.SEEK_CUR)
+    return None
+
+
+def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) read from a PNG or JPEG header without decoding; None if not found."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if head.startswith(_PNG_MAGIC):
+                return _png_size(f)
+            if head.startswith(_JPEG_MAGIC):
+                return _jpeg_size(f)
+    except OSError:
+        return None
+    return None
 
 
 def image_file_problem(path: str | os.PathLike) -> str | None:
@@ -49,10 +133,15 @@ def image_file_problem(path: str | os.PathLike) -> str | None:
         return f"cannot be read ({err.strerror or err})"
     if head.startswith(_JPEG_MAGIC):
         # A JPEG ends with the EOI marker; some writers pad a few bytes after it.
-        return None if b"\xff\xd9" in tail else "truncated JPEG (no end-of-image marker)"
-    if head.startswith(_PNG_MAGIC):
-        return None if b"IEND" in tail else "truncated PNG (no IEND chunk)"
-    return f"not a JPEG or PNG (file starts with {head[:8]!r})"
+        if b"\xff\xd9" not in tail:
+            return "truncated JPEG (no end-of-image marker)"
+    elif head.startswith(_PNG_MAGIC):
+        if b"IEND" not in tail:
+            return "truncated PNG (no IEND chunk)"
+    else:
+        return f"not a JPEG or PNG (file starts with {head[:8]!r})"
+    size = header_size(path)
+    return None if size is None else pixel_limit_problem(*size)
 
 
 def check_on_bad_image(policy: str) -> str:

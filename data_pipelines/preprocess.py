@@ -16,12 +16,14 @@ import dataclasses
 import io
 import math
 import os
+import re
+import warnings
 from typing import Any, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from data_pipelines.integrity import BadImageError
+from data_pipelines.integrity import BadImageError, max_image_pixels, pixel_limit_problem
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, np.ndarray]
 
@@ -32,7 +34,8 @@ RESAMPLE = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-_GREY_MODES = ("L", "LA", "1", "F", *_SIXTEEN_BIT_MODES)
+_GREY_MODES = ("L", "LA", "La", "1", "F", *_SIXTEEN_BIT_MODES)
+_ALPHA_MODES = {"LA": "L", "La": "L", "RGBA": "RGB", "RGBa": "RGB", "PA": "RGB"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +66,9 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.interpolation not in RESAMPLE:
-            raise ValueError(f"interpolation {self.interpolation!r} is not one of {tuple(RESAMPLE)}")
+            raise ValueError(
+                f"interpolation {self.interpolation!r} is not one of {tuple(RESAMPLE)}"
+            )
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.channel_order not in ("RGB", "BGR"):
@@ -83,8 +88,9 @@ class PreprocessConfig:
         return (self.input_size, self.input_size, self.channels)
 
     @classmethod
-    def from_metadata(cls, meta: Any, channels: int | None = None, augment: bool = False,
-                      **overrides: Any) -> PreprocessConfig:
+    def from_metadata(
+        cls, meta: Any, channels: int | None = None, augment: bool = False, **overrides: Any
+    ) -> PreprocessConfig:
         """From any object with WeightMetadata's attributes (duck-typed: no models import)."""
         return cls(
             input_size=int(meta.input_size),
@@ -111,18 +117,32 @@ def describe(image: ImageInput, name: str | None = None) -> str:
     return f"<{type(image).__name__} image>"
 
 
-def decode(image: ImageInput, *, min_short_side: int | None = None, grey: bool = False,
-           draft: bool = True, name: str | None = None) -> Image.Image:
+def decode(
+    image: ImageInput,
+    *,
+    min_short_side: int | None = None,
+    grey: bool = False,
+    draft: bool = True,
+    name: str | None = None,
+) -> Image.Image:
     """Open and fully decode an image; JPEGs at the smallest DCT scale keeping
     ``min_short_side`` (when given and ``draft``). Raises BadImageError naming the file."""
     label = describe(image, name)
     if isinstance(image, np.ndarray):
         array = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
         if array.dtype != np.uint8 or array.ndim not in (2, 3):
-            raise BadImageError(label, f"expected a uint8 [H, W] or [H, W, 3] array, got {array.dtype} {array.shape}")
+            raise BadImageError(
+                label,
+                f"expected a uint8 [H, W] or [H, W, 3] array, got {array.dtype} {array.shape}",
+            )
         return Image.fromarray(array)
     try:
-        img = Image.open(io.BytesIO(image) if isinstance(image, bytes) else image)
+        with warnings.catch_warnings():  # the limit below is ours, and lower than PIL's
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(image) if isinstance(image, bytes) else image)
+        too_big = pixel_limit_problem(*img.size)  # from the header: nothing decoded yet
+        if too_big:
+            raise BadImageError(label, too_big)
         if draft and min_short_side and img.format in ("JPEG", "MPO"):
             width, height = img.size
             scale = min_short_side / min(width, height)
@@ -132,17 +152,43 @@ def decode(image: ImageInput, *, min_short_side: int | None = None, grey: bool =
         img.load()
     except FileNotFoundError:
         raise BadImageError(label, "file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise BadImageError(label, f"cannot decode as an image ({type(err).__name__}: {err})") from None
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError as err:  # over PIL's own limit, raised inside open
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        count = f"{int(pixels.group(1)):,} pixels" if pixels else "its size"
+        raise BadImageError(
+            label, f"{count} is over the limit of {max_image_pixels():,} (a decompression bomb?)"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as err:
+        raise BadImageError(
+            label, f"cannot decode as an image ({type(err).__name__}: {err})"
+        ) from None
     return img
 
 
 def to_channels(img: Image.Image, channels: int) -> Image.Image:
-    """Grey (``L``) or ``RGB`` from any mode: 16-bit, float, palette, alpha, CMYK included."""
-    if img.mode in _SIXTEEN_BIT_MODES or img.mode == "F":
+    """Grey (``L``) or ``RGB`` uint8 from any mode, by one documented rule per mode:
+
+    - 16-bit grey (``I;16*``, and ``I`` as PIL reads 16-bit PNGs): value / 257, so 0..65535
+      maps onto 0..255 whatever the image's own range; float (``F``): clipped to 0..255.
+    - palette: its colours; alpha (``LA``, ``RGBA``, ``PA``, a palette's transparency):
+      composited onto black, the background of OCT scans and X-ray films.
+    - CMYK (JPEG from print workflows): PIL's CMYK -> RGB conversion.
+    - ``1`` (bilevel): 0 or 255. Grey to RGB replicates the grey value in all three channels.
+    """
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in _ALPHA_MODES:
+        colour_mode = _ALPHA_MODES[img.mode]
+        rgba = np.asarray(img.convert("LA" if colour_mode == "L" else "RGBA"), np.float32)
+        colour = rgba[..., :-1] * (rgba[..., -1:] / 255.0)
+        colour = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(colour[..., 0] if colour_mode == "L" else colour, mode=colour_mode)
+    elif img.mode in _SIXTEEN_BIT_MODES or img.mode == "F":
         array = np.asarray(img, dtype=np.float64)
-        if img.mode != "F" and array.max(initial=0) > 255:
-            array = array / 257.0  # 16-bit range onto 8 bits
+        if img.mode != "F":
+            array = array / 257.0  # the 16-bit range onto 8 bits
         img = Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), mode="L")
     elif img.mode == "CMYK":
         img = img.convert("RGB")
@@ -150,7 +196,9 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
-def _centre_crop_box(width: int, height: int, cfg: PreprocessConfig) -> tuple[float, float, float, float]:
+def _centre_crop_box(
+    width: int, height: int, cfg: PreprocessConfig
+) -> tuple[float, float, float, float]:
     """The source-pixel box that ends up as the ``input_size`` centre crop."""
     side = min(width, height) * cfg.input_size / cfg.resize_size
     left, top = (width - side) / 2, (height - side) / 2
@@ -168,14 +216,19 @@ def _augment(img: Image.Image, cfg: PreprocessConfig, rng: np.random.Generator) 
     width, height = img.size
     scale = rng.uniform(*cfg.scale_range)
     angle = math.radians(rng.uniform(-cfg.max_rotate_degrees, cfg.max_rotate_degrees))
-    shift = rng.uniform(-cfg.max_translate_fraction, cfg.max_translate_fraction, size=2) * cfg.input_size
+    shift = (
+        rng.uniform(-cfg.max_translate_fraction, cfg.max_translate_fraction, size=2)
+        * cfg.input_size
+    )
     out = cfg.input_size
     cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
     # Output pixel (x, y) samples input c_in + shift + R(angle) (p - c_out) / scale.
     cx_in, cy_in = width / 2 + shift[0], height / 2 + shift[1]
     c = cx_in - cos * out / 2 + sin * out / 2
     f = cy_in - sin * out / 2 - cos * out / 2
-    resample = Image.Resampling.BILINEAR if cfg.interpolation != "nearest" else Image.Resampling.NEAREST
+    resample = (
+        Image.Resampling.BILINEAR if cfg.interpolation != "nearest" else Image.Resampling.NEAREST
+    )
     img = img.transform((out, out), Image.Transform.AFFINE, (cos, -sin, c, sin, cos, f), resample)
     if cfg.hflip and rng.random() < 0.5:
         img = ImageOps.mirror(img)
@@ -186,23 +239,31 @@ def _augment(img: Image.Image, cfg: PreprocessConfig, rng: np.random.Generator) 
     return np.clip(array + 0.5, 0, 255).astype(np.uint8)
 
 
-def load_image(image: ImageInput, cfg: PreprocessConfig, rng: np.random.Generator | None = None,
-               *, name: str | None = None) -> np.ndarray:
+def load_image(
+    image: ImageInput,
+    cfg: PreprocessConfig,
+    rng: np.random.Generator | None = None,
+    *,
+    name: str | None = None,
+) -> np.ndarray:
     """Decode + resize + crop (+ augment when ``cfg.augment``): uint8 ``[S, S, C]``.
 
     ``image``: a path, encoded bytes, or a uint8 array. ``rng`` is required when augmenting
     (Grain's ``random_map`` passes a per-example generator, so results do not depend on
     worker count). Raises BadImageError naming the file.
     """
-    img = decode(image, min_short_side=cfg.resize_size, grey=cfg.channels == 1,
-                 draft=cfg.draft, name=name)
+    img = decode(
+        image, min_short_side=cfg.resize_size, grey=cfg.channels == 1, draft=cfg.draft, name=name
+    )
     # A grey picture stays grey through the resize (a third of the work for RGB output) and
     # is replicated to three channels at the end: the same pixels as converting first.
     grey_source = img.mode in _GREY_MODES
     try:
         img = to_channels(img, 1 if grey_source else cfg.channels)
     except (OSError, ValueError) as err:
-        raise BadImageError(describe(image, name), f"cannot convert mode {img.mode} ({err})") from None
+        raise BadImageError(
+            describe(image, name), f"cannot convert mode {img.mode} ({err})"
+        ) from None
     if cfg.augment:
         if rng is None:
             raise ValueError("load_image: cfg.augment is set but no rng was given")

@@ -168,3 +168,27 @@ class TrainConfig:
 
 def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+# Fields a resumed run may change (engine.resume.check_resumable): they decide what is logged,
+# evaluated or kept, and where files are, never the parameters a step computes or the data
+# order. Every other field must equal the checkpointed run's (a new field is exact until
+# listed here). steps/epochs may grow to extend a run; a cosine schedule is then re-laid.
+RESUME_FREE = frozenset(
+    {
+        "workdir",
+        "data_dir",  # the data may move; class names and example counts are still compared
+        "workers",  # the same batches with threads or worker processes
+        "on_bad_image",  # only matters for a file that failed to decode (which stopped the run)
+        "steps",
+        "epochs",
+        "eval_batch_size",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "best_metric",
+        "final_split",
+        "progress",
+    }
+)

@@ -6,7 +6,8 @@ launch.evaluate on the best checkpoint, the one evaluation path with the paper's
 Restore order (STYLE.md lesson 12): the workdir's own latest checkpoint (a resume) ->
 ``--init_from`` (another run's best weights, e.g. fine-tuning after a linear probe) ->
 ``--pretrained`` weights -> random initialisation. A resume must match the run it continues
-(model, data, classes, batch, seed; see ``RESUME_KEYS``); step counts may grow.
+(``engine.resume``: settings that change a step's result); step counts may grow.
+One process at a time trains in a workdir (``engine.workdir_lock``).
 """
 
 from __future__ import annotations
@@ -43,38 +44,17 @@ from engine.mesh import place_replicated
 from engine.optim import make_optimizer
 from engine.preemption import StopRequest
 from engine.progress import ProgressBar
+from engine.resume import check_resumable
 from engine.run_log import RunLog
 from engine.state import build_model, init_train_state, resolve_pretrained
 from engine.steps import compute_dtype, make_forward, make_train_step
 from engine.tasks import restrict_classes
 from engine.validation import classification_metrics, gather_outputs
 from engine.workdir import Workdir
+from engine.workdir_lock import WorkdirLock
 from models.metadata import WeightMetadata
 
 log = logging.getLogger(__name__)
-
-# A workdir holding a checkpoint resumes only with the same values of these.
-RESUME_KEYS = (
-    "model",
-    "pretrained",
-    "init_from",
-    "transfer",
-    "finetune_stages",
-    "in_channels",
-    "input_size",
-    "dataset",
-    "classes",
-    "val_fraction",
-    "max_per_class",
-    "drop_leaked",
-    "class_balanced_sampling",
-    "global_batch_size",
-    "seed",
-    "num_classes",
-    "class_names",
-    "optimizer",
-)
-
 
 @dataclasses.dataclass
 class RunSummary:
@@ -187,19 +167,6 @@ def resolved_config(
         "train_examples": len(data.train),
         "val_examples": None if data.val is None else len(data.val),
     }
-
-
-def check_resumable(workdir: Workdir, new: dict[str, Any]) -> None:
-    old = workdir.read_config()
-    new = json.loads(json.dumps(new, default=str))  # tuples -> lists, as config.json holds them
-    differ = [
-        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in RESUME_KEYS if old.get(k) != new.get(k)
-    ]
-    if differ:
-        raise ValueError(
-            f"{workdir.root} holds a checkpoint of a different run ({'; '.join(differ)}); "
-            "use a new --workdir or the original settings"
-        )
 
 
 def _image_evaluator(
@@ -423,6 +390,7 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
         )
     resolved = resolved_config(config, data, batch, total_steps)
     with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(WorkdirLock(workdir.root, enabled=lead))
         checkpoints = RunCheckpoints(
             workdir,
             keep=config.keep_checkpoints,

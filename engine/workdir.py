@@ -5,6 +5,8 @@ config.json            resolved run config: TrainConfig fields + num_classes, cl
 versions.json          library versions, devices and git commit of the run
 checkpoints/latest/<step>/   Orbax: "model", "train" (optimizer state, step), "data_iter"
 checkpoints/best/<step>/     Orbax: "model" only, the best by the validation metric
+checkpoints/damaged/         checkpoints that could not be restored, set aside (engine.checkpoints)
+lock.json              the training process holding the run (engine.workdir_lock)
 metrics.jsonl          one JSON object per logged step / evaluation
 tb/                    TensorBoard event files
 cache/                 linear-probe feature caches

@@ -1,4 +1,4 @@
-"""``python -m launch.benchmark --what=models|input|train|occlusion|depthwise [...]``: prints JSON lines.
+"""``python -m launch.benchmark --what=models|input|train|occlusion|depthwise|faults [...]``: JSON lines.
 
 Each ``--what`` is a module in ``benchmarks/`` with a ``main(argv)``; the remaining flags
 are its own (``--help`` after ``--what`` lists them).
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-WHATS = ("models", "input", "train", "occlusion", "depthwise")
+WHATS = ("models", "input", "train", "occlusion", "depthwise", "faults")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,9 +66,10 @@ def load_files(
     paths, arrays, sizes, errors = [], [], [], []
     for i, path in enumerate(files):
         try:
+            # load_image first: it refuses a decompression bomb from the header, by name.
+            arrays.append(load_image(path, cfg.replace(augment=False)))
             with Image.open(path) as img:
                 width, height = img.size
-            arrays.append(load_image(path, cfg.replace(augment=False)))
         except BadImageError as err:
             errors.append(str(err))
             continue

@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (
         BadImageError,
         DatasetLayoutError,
-        FileNotFoundError,
+        OSError,  # a missing file, a full disk: the message names the file
         WeightFileError,
         ValueError,
     ) as err:

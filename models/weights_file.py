@@ -76,6 +76,8 @@ def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], WeightMetadata
         ) from e
     except ValueError as e:  # e.g. an object array that would need pickle
         raise WeightFileError(f"{path}: refused to read ({e})") from e
-    except (OSError, EOFError, json.JSONDecodeError) as e:
+    except (OSError, EOFError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as e:
+        # KeyError, TypeError: a damaged entry name or metadata; RuntimeError: flag bits
+        # saying "encrypted" or an unknown compression (all found by fuzzing)
         raise WeightFileError(f"{path}: unreadable or truncated ({type(e).__name__}: {e})") from e
     return params, meta

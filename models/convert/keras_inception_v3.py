@@ -89,7 +89,7 @@ def read(path: str | Path) -> dict[str, np.ndarray]:
                 )
     except WeightFileError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:  # RuntimeError: HDF5
         raise WeightFileError(
             f"{path}: not a readable Keras HDF5 weight file; it may be truncated or not HDF5 "
             f"({type(e).__name__}: {e})"

@@ -290,3 +290,19 @@ def test_evaluate_names_and_leaves_out_an_undecodable_image(trained_run, tmp_pat
     assert doc["provenance"]["images"] == 4 * PER_CLASS_TEST - 1
     assert any(str(victim) in line for line in doc["provenance"]["skipped_files"])
     assert str(victim) not in {r["path"] for r in _read_csv(out / "predictions.csv")}
+
+
+def test_predict_names_a_decompression_bomb_and_predicts_the_others(trained_run, tmp_path, capsys):
+    """A 30,000 x 30,000 PNG among the images: reported by name, the rest still predicted."""
+    from tests.sample_images import bomb_png
+
+    workdir, data = trained_run
+    bomb = bomb_png(tmp_path / "bomb.png")
+    out = tmp_path / "pred.csv"
+    code = predict.main([f"--workdir={workdir}", str(data / "test" / "CNV"), str(bomb),
+                         f"--out={out}"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if "bomb.png" in line]
+    assert len(lines) == 1 and "over the limit" in lines[0] and "Traceback" not in err
+    assert len(_read_csv(out)) == PER_CLASS_TEST
