@@ -178,7 +178,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "demo",
             "README main job: EfficientNet-Lite0 from its real ImageNet weights, linear probe (the paper's "
-            "method) on the bundled 80-image OCT sample, 8 simulated CPU devices, then the test split.",
+            "method, solved with cross-validated L2) on the bundled 80-image OCT sample, 8 simulated "
+            "CPU devices, then the test split.",
             "python -m launch.train --demo",
             {
                 "model": "efficientnet_lite0",
@@ -187,14 +188,7 @@ PRESETS: dict[str, Preset] = {
                 "dataset": "oct_sample",
                 "in_channels": 1,
                 "input_size": 224,
-                "optimizer": "adam",
-                "lr": 1e-3,
-                "schedule": "constant",
-                "batch_size": 48,
                 "eval_batch_size": 16,
-                "steps": 300,
-                "eval_every": 50,
-                "log_every": 25,
                 "val_fraction": 0.25,
                 "workdir": "runs/demo",
             },
