@@ -258,7 +258,7 @@ PRESETS.update(
                 "isl_demo",
                 "In Silico Labeling on synthetic condition A (nuclei, cell body, dead-cell marker "
                 "from a 7-plane bright-field z-stack), 8 simulated CPU devices, then the test wells.",
-                "python -m launch.train --preset=isl_demo --devices=8",
+                "python -m launch.train --preset=isl_demo",
                 {**_ISL, "dataset": "isl_synthetic_a", "steps": 400, "eval_every": 100,
                  "workdir": "runs/isl_demo"},
                 smoke=_ISL_SMOKE,
