@@ -248,7 +248,7 @@ _ISL_SMOKE: dict[str, Any] = {
 # Condition B: the new label (MAP2, a neuronal marker condition A never stained for) plus
 # nuclei; 1, 2 or 4 training wells (--max_wells), the same step budget with and without A.
 _ISL_B = {**_ISL, "dataset": "isl_synthetic_b", "labels": ("DAPI_CONFOCAL", "MAP2_CONFOCAL"),
-          "max_wells": 1, "val_fraction": 0.3, "steps": 300, "eval_every": 100}
+          "max_wells": 1, "val_fraction": 0.3, "steps": 200, "eval_every": 100}
 
 PRESETS.update(
     {
@@ -259,7 +259,7 @@ PRESETS.update(
                 "In Silico Labeling on synthetic condition A (nuclei, cell body, dead-cell marker "
                 "from a 7-plane bright-field z-stack), 8 simulated CPU devices, then the test wells.",
                 "python -m launch.train --preset=isl_demo",
-                {**_ISL, "dataset": "isl_synthetic_a", "steps": 400, "eval_every": 100,
+                {**_ISL, "dataset": "isl_synthetic_a", "steps": 300, "eval_every": 100,
                  "workdir": "runs/isl_demo"},
                 smoke=_ISL_SMOKE,
             ),
