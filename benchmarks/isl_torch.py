@@ -77,16 +77,25 @@ class LabelHead(nn.Module):
 class TorchIslNet(nn.Module):
     """NCHW in, logits ``[B, L, K, O, O]`` out (the Flax model's axes moved)."""
 
-    def __init__(self, num_classes: int = 3, in_channels: int = 7, width: int = 16,
-                 tower_modules: Sequence[int] = (4, 3, 2), upper_modules: int = 2, num_bins: int = 256):
+    def __init__(
+        self,
+        num_classes: int = 3,
+        in_channels: int = 7,
+        width: int = 16,
+        tower_modules: Sequence[int] = (4, 3, 2),
+        upper_modules: int = 2,
+        num_bins: int = 256,
+    ):
         super().__init__()
         self.margins = [tower_margin(s, n) for s, n in enumerate(tower_modules)]
         towers = []
         for s, count in enumerate(tower_modules):
             layers, features = [], in_channels
-            kinds = [("down", d) for d in range(1, s + 1)] + [("same", s)] * count + [
-                ("up", d) for d in range(s - 1, -1, -1)
-            ]
+            kinds = (
+                [("down", d) for d in range(1, s + 1)]
+                + [("same", s)] * count
+                + [("up", d) for d in range(s - 1, -1, -1)]
+            )
             for kind, d in kinds:
                 layers.append(Minception(features, 2 * width * 2**d, width * 2**d, kind))
                 features = layers[-1].out_features
@@ -116,7 +125,9 @@ class TorchIslNet(nn.Module):
         return torch.stack([head(h) for head in self.heads], dim=1)
 
 
-def masked_pixel_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_pixel_loss(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """The engine's loss (``engine.losses.masked_pixel_cross_entropy``) on ``[B, L, K, H, W]``."""
     bins = logits.shape[2]
     index = torch.clamp(torch.round(target * (bins - 1)), 0, bins - 1).long()  # [B, L, H, W]
@@ -142,7 +153,9 @@ def load_flax(torch_net: TorchIslNet, flat: Mapping[str, np.ndarray]) -> None:
         value = np.asarray(value)
         if leaf == "kernel":
             if _is_up(torch_net, name):
-                state[f"{name}.weight"] = np.ascontiguousarray(value[::-1, ::-1].transpose(2, 3, 0, 1))
+                state[f"{name}.weight"] = np.ascontiguousarray(
+                    value[::-1, ::-1].transpose(2, 3, 0, 1)
+                )
             else:
                 state[f"{name}.weight"] = value.transpose(3, 2, 0, 1)
         else:

@@ -26,16 +26,22 @@ from benchmarks.report import compiled_flops, emit, machine
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     from launch.runtime import add_device_flags
 
-    parser = argparse.ArgumentParser(prog="python -m launch.benchmark --what=train --model=isl",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.benchmark --what=train --model=isl",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", default="isl", choices=("isl",))
     parser.add_argument("--batch", type=int, default=16, help="global batch of crops")
     parser.add_argument("--output_size", type=int, default=24, help="output side of a crop")
     parser.add_argument("--in_channels", type=int, default=7, help="z planes")
     parser.add_argument("--labels", type=int, default=3)
-    parser.add_argument("--model_kwargs", type=json.loads, default={"width": 8, "num_bins": 32},
-                        help="JSON (default: the isl_demo preset's network)")
+    parser.add_argument(
+        "--model_kwargs",
+        type=json.loads,
+        default={"width": 8, "num_bins": 32},
+        help="JSON (default: the isl_demo preset's network)",
+    )
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
     parser.add_argument("--peer", default="torch", choices=("torch", "none"))
@@ -68,10 +74,19 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
     from engine.state import build_model, init_train_state
 
     mesh = make_mesh(args.devices)
-    config = TrainConfig(task="isl", dataset="isl_synthetic_a", model="isl", pretrained=None,
-                         transfer="scratch", in_channels=args.in_channels, model_kwargs=args.model_kwargs,
-                         output_size=args.output_size, batch_size=args.batch, schedule="constant",
-                         progress=False)
+    config = TrainConfig(
+        task="isl",
+        dataset="isl_synthetic_a",
+        model="isl",
+        pretrained=None,
+        transfer="scratch",
+        in_channels=args.in_channels,
+        model_kwargs=args.model_kwargs,
+        output_size=args.output_size,
+        batch_size=args.batch,
+        schedule="constant",
+        progress=False,
+    )
     meta = models.metadata_for("isl", num_classes=args.labels, in_channels=args.in_channels)
     t0 = time.perf_counter()
     model = build_model(config, args.labels)
@@ -93,8 +108,14 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
         state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
     step_s = (time.perf_counter() - t0) / args.steps
-    return {"init_s": init_s, "compile_s": compile_s, "step_s": step_s, "flops_per_step": flops,
-            "devices": mesh.size, "input_size": in_size}
+    return {
+        "init_s": init_s,
+        "compile_s": compile_s,
+        "step_s": step_s,
+        "flops_per_step": flops,
+        "devices": mesh.size,
+        "input_size": in_size,
+    }
 
 
 def measure_torch(args: argparse.Namespace, in_size: int) -> dict[str, float]:
@@ -133,21 +154,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_from_args(args)
     ours = measure_jax(args)
     pixels = args.batch * args.output_size**2
-    info = machine() | {"model": "isl", "model_kwargs": args.model_kwargs, "batch": args.batch,
-                        "crop": f"{ours['input_size']}->{args.output_size}", "devices": ours["devices"],
-                        "load_avg": os.getloadavg()[0]}
+    info = machine() | {
+        "model": "isl",
+        "model_kwargs": args.model_kwargs,
+        "batch": args.batch,
+        "crop": f"{ours['input_size']}->{args.output_size}",
+        "devices": ours["devices"],
+        "load_avg": os.getloadavg()[0],
+    }
     emit("isl_train_compile_s", ours["compile_s"], "s", **info)
     emit("isl_train_init_s", ours["init_s"], "s", **info)
     emit("isl_train_step_s", ours["step_s"], "s", **info)
-    emit("isl_train_achieved_tflops", ours["flops_per_step"] / ours["step_s"] / 1e12, "TFLOP/s",
-         source="XLA cost analysis of the compiled step", **info)
+    emit(
+        "isl_train_achieved_tflops",
+        ours["flops_per_step"] / ours["step_s"] / 1e12,
+        "TFLOP/s",
+        source="XLA cost analysis of the compiled step",
+        **info,
+    )
     if args.peer == "none":
         emit("isl_train_crops_per_sec", args.batch / ours["step_s"], "crops/s", peer="none", **info)
         return 0
     peer = measure_torch(args, ours["input_size"])
     emit("pytorch_isl_train_step_s", peer["step_s"], "s", threads=peer["threads"], **info)
     emit("pytorch_isl_train_crops_per_sec", args.batch / peer["step_s"], "crops/s", **info)
-    emit("isl_train_crops_per_sec", args.batch / ours["step_s"], "crops/s",
-         vs="pytorch_isl_train_crops_per_sec", ratio=peer["step_s"] / ours["step_s"], **info)
+    emit(
+        "isl_train_crops_per_sec",
+        args.batch / ours["step_s"],
+        "crops/s",
+        vs="pytorch_isl_train_crops_per_sec",
+        ratio=peer["step_s"] / ours["step_s"],
+        **info,
+    )
     emit("isl_train_output_pixels_per_sec", pixels / ours["step_s"], "px/s", **info)
     return 0

@@ -102,10 +102,14 @@ def scan_wells(folder: Path, condition: str | None = None) -> list[IslWell]:
         first = next(iter(group["planes"].values()), None) or next(iter(group["targets"].values()))
         if len(group["modality"]) != 1:
             found = sorted(group["modality"]) or "none"
-            raise IslNameError(first, f"image set {image_set} needs one transmitted modality, found {found}")
+            raise IslNameError(
+                first, f"image set {image_set} needs one transmitted modality, found {found}"
+            )
         zs = sorted(group["planes"])
         if zs != list(range(len(zs))):
-            raise IslNameError(first, f"image set {image_set}: z planes {zs} are not 0..{len(zs) - 1}")
+            raise IslNameError(
+                first, f"image set {image_set}: z planes {zs} are not 0..{len(zs) - 1}"
+            )
         wells.append(
             IslWell(
                 group["well_id"],
@@ -122,7 +126,7 @@ def scan_wells(folder: Path, condition: str | None = None) -> list[IslWell]:
 def plane_indices(num_planes: int, wanted: int) -> list[int]:
     """Upstream's z selection: fractions linspace(0, 1, wanted) of the well's ``num_planes``."""
     fractions = np.linspace(0.0, 1.0, wanted) if wanted > 1 else np.array([0.5])
-    return [int(round((num_planes - 1) * f)) for f in fractions]
+    return [round((num_planes - 1) * float(f)) for f in fractions]
 
 
 def read_png(path: str) -> np.ndarray:
@@ -209,7 +213,11 @@ class IslSource:
         for label in self.labels:
             if label in well.targets:
                 target = read_png(well.targets[label])
-                mask = read_png(well.masks[label]) if label in well.masks else np.ones(shape, np.float32)
+                mask = (
+                    read_png(well.masks[label])
+                    if label in well.masks
+                    else np.ones(shape, np.float32)
+                )
                 mask = (mask > 0.5).astype(np.float32)
             else:
                 target = mask = np.zeros(shape, np.float32)
@@ -227,8 +235,14 @@ class IslSource:
         }
 
     def subset(self, indices: Sequence[int], *, split: str | None = None) -> IslSource:
-        return IslSource(self.name, split or self.split, [self.wells[i] for i in indices],
-                         self.labels, self.z_planes, root=self.root)
+        return IslSource(
+            self.name,
+            split or self.split,
+            [self.wells[i] for i in indices],
+            self.labels,
+            self.z_planes,
+            root=self.root,
+        )
 
 
 def carve_val(wells: Sequence[IslWell], val_fraction: float, seed: int) -> tuple[list, list]:
@@ -236,9 +250,11 @@ def carve_val(wells: Sequence[IslWell], val_fraction: float, seed: int) -> tuple
     if val_fraction <= 0:
         return list(wells), []
     order = np.random.default_rng(seed).permutation(len(wells))
-    n_val = max(1, int(round(len(wells) * val_fraction)))
+    n_val = max(1, round(len(wells) * val_fraction))
     if n_val >= len(wells):
-        raise DatasetLayoutError(f"val_fraction={val_fraction} leaves no training well of {len(wells)}")
+        raise DatasetLayoutError(
+            f"val_fraction={val_fraction} leaves no training well of {len(wells)}"
+        )
     val = sorted(order[:n_val].tolist())
     return [w for i, w in enumerate(wells) if i not in val], [wells[i] for i in val]
 
@@ -263,18 +279,24 @@ def open_isl(
     root = Path(root)
     folder = root / ("train" if split in ("train", "val") else split)
     if not folder.is_dir():
-        raise DatasetLayoutError(f"{name}: no {folder.name}/ folder under {root}; expected {EXPECTED}. {WHERE}")
+        raise DatasetLayoutError(
+            f"{name}: no {folder.name}/ folder under {root}; expected {EXPECTED}. {WHERE}"
+        )
     wells = scan_wells(folder, condition)
     if not wells:
         where = f" for condition {condition!r}" if condition else ""
-        raise DatasetLayoutError(f"{name}: no ISL images{where} under {folder}; expected {EXPECTED}. {WHERE}")
+        raise DatasetLayoutError(
+            f"{name}: no ISL images{where} under {folder}; expected {EXPECTED}. {WHERE}"
+        )
     if labels is None:
         train_wells = wells if split != "test" else scan_wells(root / "train", condition)
         labels = sorted({c for w in train_wells for c in w.targets})
     if split in ("train", "val"):
         train, val = carve_val(wells, val_fraction, seed)
         if split == "val" and not val:
-            raise DatasetLayoutError(f"{name}: no val split; pass val_fraction > 0 to carve wells from train")
+            raise DatasetLayoutError(
+                f"{name}: no val split; pass val_fraction > 0 to carve wells from train"
+            )
         wells = train if split == "train" else val
         if split == "train" and max_wells is not None:
             order = np.random.default_rng(seed + 1).permutation(len(wells))
@@ -283,7 +305,9 @@ def open_isl(
     if short:
         raise DatasetLayoutError(f"{name}: wells {short} have fewer than 2 z planes")
     source = IslSource(name, split, wells, labels, z_planes, root=str(root))
-    log.info("%s/%s: %d wells, labels %s, %d z planes", name, split, len(source), source.labels, z_planes)
+    log.info(
+        "%s/%s: %d wells, labels %s, %d z planes", name, split, len(source), source.labels, z_planes
+    )
     return source
 
 
@@ -307,7 +331,9 @@ def random_crop(
     image = example["image"]
     height, width = image.shape[:2]
     if height < in_size or width < in_size:
-        raise ValueError(f"well {example['well']} ({height}x{width}) is smaller than the input crop {in_size}")
+        raise ValueError(
+            f"well {example['well']} ({height}x{width}) is smaller than the input crop {in_size}"
+        )
     top = int(rng.integers(0, height - in_size + 1))
     left = int(rng.integers(0, width - in_size + 1))
     margin = (in_size - out_size) // 2
@@ -368,8 +394,14 @@ def make_crop_iterator(
     ds = grain.MapDataset.range(epoch).seed(seed).shuffle().repeat(None)
     ds = ds[jax.process_index() :: jax.process_count()]
     ds = ds.random_map(_CropReader(source, in_size, out_size, augment))
-    return _assemble(ds, local_batch=local_batch, drop_remainder=True, mesh=mesh,
-                     workers=workers, threads=threads)
+    return _assemble(
+        ds,
+        local_batch=local_batch,
+        drop_remainder=True,
+        mesh=mesh,
+        workers=workers,
+        threads=threads,
+    )
 
 
 # ----------------------------------------------------------------------------- tiles

@@ -75,10 +75,42 @@ class Condition:
 
 
 CONDITIONS: dict[str, Condition] = {
-    "a": Condition("synthetic_a", "Synthetic", 10, 4, 128, (10, 14), 0.5, 0.3, 0.55, 0.5, 1.0, 7,
-                   4000.0, 0.10, "BRIGHTFIELD", ("DAPI_CONFOCAL", "CELLMASK_CONFOCAL", "DEAD_CONFOCAL")),
-    "b": Condition("synthetic_b", "Synthetic", 6, 4, 128, (18, 24), 0.5, 0.2, 0.65, 0.4, 1.5, 7,
-                   1500.0, 0.25, "BRIGHTFIELD", ("DAPI_CONFOCAL", "MAP2_CONFOCAL")),
+    "a": Condition(
+        "synthetic_a",
+        "Synthetic",
+        10,
+        4,
+        128,
+        (10, 14),
+        0.5,
+        0.3,
+        0.55,
+        0.5,
+        1.0,
+        7,
+        4000.0,
+        0.10,
+        "BRIGHTFIELD",
+        ("DAPI_CONFOCAL", "CELLMASK_CONFOCAL", "DEAD_CONFOCAL"),
+    ),
+    "b": Condition(
+        "synthetic_b",
+        "Synthetic",
+        6,
+        4,
+        128,
+        (18, 24),
+        0.5,
+        0.2,
+        0.65,
+        0.4,
+        1.5,
+        7,
+        1500.0,
+        0.25,
+        "BRIGHTFIELD",
+        ("DAPI_CONFOCAL", "MAP2_CONFOCAL"),
+    ),
 }
 
 
@@ -125,9 +157,13 @@ def _sample_cells(rng: np.random.Generator, cond: Condition) -> list[Cell]:
         neurites = []
         if neuron and not dead:
             angle = rng.uniform(0, np.pi)
-            neurites = [(angle + k * np.pi + rng.uniform(-0.3, 0.3), rng.uniform(8.0, 18.0))
-                        for k in range(int(rng.integers(1, 3)))]
-        cells.append(Cell(y, x, rng.uniform(0, np.pi), a, b, height, nucleus, neuron, dead, neurites))
+            neurites = [
+                (angle + k * np.pi + rng.uniform(-0.3, 0.3), rng.uniform(8.0, 18.0))
+                for k in range(int(rng.integers(1, 3)))
+            ]
+        cells.append(
+            Cell(y, x, rng.uniform(0, np.pi), a, b, height, nucleus, neuron, dead, neurites)
+        )
     return cells
 
 
@@ -152,14 +188,19 @@ def _render_geometry(cells: list[Cell], size: int) -> dict[str, np.ndarray]:
     """Per-pixel thickness maps (um) of each compartment, by cell class."""
     coords = (np.arange(size) + 0.5) * PIXEL_UM
     yy, xx = np.meshgrid(coords, coords, indexing="ij")
-    maps = {k: np.zeros((size, size)) for k in
-            ("cell", "membrane", "nucleus", "dna", "dead_dna", "neuron")}
+    maps = {
+        k: np.zeros((size, size))
+        for k in ("cell", "membrane", "nucleus", "dna", "dead_dna", "neuron")
+    }
     for cell in cells:
         body = _ellipsoid(yy, xx, cell.y, cell.x, cell.angle, cell.a, cell.b, cell.height)
-        inner = _ellipsoid(yy, xx, cell.y, cell.x, cell.angle, cell.a - 0.5, cell.b - 0.5,
-                           cell.height - 0.3)
-        neurites = sum((_neurite(yy, xx, cell.y, cell.x, ang, ln) for ang, ln in cell.neurites),
-                       np.zeros_like(body))
+        inner = _ellipsoid(
+            yy, xx, cell.y, cell.x, cell.angle, cell.a - 0.5, cell.b - 0.5, cell.height - 0.3
+        )
+        neurites = sum(
+            (_neurite(yy, xx, cell.y, cell.x, ang, ln) for ang, ln in cell.neurites),
+            np.zeros_like(body),
+        )
         dy, dx, na, nb, nh = cell.nucleus
         nucleus = _ellipsoid(yy, xx, cell.y + dy, cell.x + dx, cell.angle, na, nb, nh)
         volume = (2.0 / 3.0) * np.pi * na * nb * nh  # same DNA, smaller volume -> denser
@@ -204,11 +245,19 @@ def render_well(cond: Condition, seed: int) -> dict[str, np.ndarray]:
 
     # Phase: cytoplasm 0.015, membrane rim +0.03, nucleus +0.02 (condensed nuclei: denser DNA).
     k = 2.0 * np.pi / cond.wavelength_um
-    opd = 0.015 * maps["cell"] + 0.03 * maps["membrane"] + 0.02 * maps["nucleus"] + 0.0015 * maps["dna"]
+    opd = (
+        0.015 * maps["cell"]
+        + 0.03 * maps["membrane"]
+        + 0.02 * maps["nucleus"]
+        + 0.0015 * maps["dna"]
+    )
     phi = k * opd
     lap = _laplacian(phi)
-    yy, xx = np.meshgrid(np.linspace(-1, 1, cond.size + 2 * pad), np.linspace(-1, 1, cond.size + 2 * pad),
-                         indexing="ij")
+    yy, xx = np.meshgrid(
+        np.linspace(-1, 1, cond.size + 2 * pad),
+        np.linspace(-1, 1, cond.size + 2 * pad),
+        indexing="ij",
+    )
     center = rng.uniform(-0.3, 0.3, size=2)
     illumination = 1.0 - cond.illumination * ((yy - center[0]) ** 2 + (xx - center[1]) ** 2) / 2
     sigma0 = 0.21 * cond.wavelength_um / cond.na
@@ -231,7 +280,11 @@ def render_well(cond: Condition, seed: int) -> dict[str, np.ndarray]:
     }
     for label in cond.labels:
         signal = 0.03 + 0.8 * crop(_gaussian_blur(stains[label], psf))
-        noisy = signal + rng.normal(0.0, 0.01, signal.shape) + 0.02 * np.sqrt(np.clip(signal, 0, None)) * rng.normal(size=signal.shape)
+        noisy = (
+            signal
+            + rng.normal(0.0, 0.01, signal.shape)
+            + 0.02 * np.sqrt(np.clip(signal, 0, None)) * rng.normal(size=signal.shape)
+        )
         out[label] = np.clip(noisy, 0.0, 1.0)
     return out
 
@@ -246,17 +299,24 @@ def write_condition(root: str | Path, condition: str, seed: int = 0) -> Path:
 
     cond = CONDITIONS[condition]
     root = Path(root)
-    for split, first, count in (("train", 0, cond.train_wells), ("test", cond.train_wells, cond.test_wells)):
+    for split, first, count in (
+        ("train", 0, cond.train_wells),
+        ("test", cond.train_wells, cond.test_wells),
+    ):
         folder = root / split / cond.lab / cond.name
         folder.mkdir(parents=True, exist_ok=True)
         for index in range(first, first + count):
             well = _well_name(index)
-            seq = int.from_bytes(hashlib.sha256(f"{condition}/{seed}/{index}".encode()).digest()[:4], "little")
+            seq = int.from_bytes(
+                hashlib.sha256(f"{condition}/{seed}/{index}".encode()).digest()[:4], "little"
+            )
             images = render_well(cond, seq)
             for key, image in images.items():
                 z = int(key[1:]) if key.startswith("z") and key[1:].isdigit() else None
                 channel = cond.modality if z is not None else key
-                name = published_name(lab=cond.lab, condition=cond.name, well=well, channel=channel, z=z)
+                name = published_name(
+                    lab=cond.lab, condition=cond.name, well=well, channel=channel, z=z
+                )
                 pixels = np.round(image * 65535.0).astype(np.uint16)
                 Image.fromarray(pixels).save(folder / name)
     return root
@@ -270,15 +330,21 @@ def cached_condition(condition: str, seed: int = 0, cache_dir: str | Path | None
     renamed, so an interrupted write is never read.
     """
     if condition not in CONDITIONS:
-        raise ValueError(f"unknown synthetic ISL condition {condition!r}; expected one of {sorted(CONDITIONS)}")
-    base = Path(cache_dir or os.environ.get("KERMANY_JAX_CACHE") or Path.home() / ".cache" / "kermany-jax")
+        raise ValueError(
+            f"unknown synthetic ISL condition {condition!r}; expected one of {sorted(CONDITIONS)}"
+        )
+    base = Path(
+        cache_dir or os.environ.get("KERMANY_JAX_CACHE") or Path.home() / ".cache" / "kermany-jax"
+    )
     target = base / "isl_synthetic" / f"{condition}-seed{seed}-v{GENERATOR_VERSION}"
     if (target / "condition.json").is_file():
         return target
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
     write_condition(staging, condition, seed)
     (staging / "condition.json").write_text(
-        json.dumps(dataclasses.asdict(CONDITIONS[condition]) | {"seed": seed, "version": GENERATOR_VERSION})
+        json.dumps(
+            dataclasses.asdict(CONDITIONS[condition]) | {"seed": seed, "version": GENERATOR_VERSION}
+        )
     )
     try:
         staging.rename(target)

@@ -84,9 +84,11 @@ class TrainConfig:
     # number of transmitted-light z planes fed to the model.
     # "auto": isl for the ISL data sets (names starting "isl"), classification otherwise.
     task: Literal["auto", "classification", "isl"] = AUTO
-    labels: tuple[str, ...] | None = None  # isl: fluorescence channels to predict; None: all in the data
-    output_size: int = 24  # isl: output side of a training crop (input = output + the model's margin)
-    max_wells: int | None = None  # isl: train on N wells of a seeded nested order (transfer budgets)
+    # isl: the fluorescence channels to predict (None: all in the data); the output side of a
+    # training crop (input = output + the model's margin); N training wells (nested, seeded).
+    labels: tuple[str, ...] | None = None
+    output_size: int = 24
+    max_wells: int | None = None
 
     def __post_init__(self) -> None:
         if self.classes is not None:  # JSON gives lists back
@@ -119,7 +121,8 @@ class TrainConfig:
                 "finetune_stages must be >= 0",
             ),
             (
-                self.in_channels in (1, 3) or (self.task != "classification" and self.in_channels > 0),
+                self.in_channels in (1, 3)
+                or (self.task != "classification" and self.in_channels > 0),
                 "in_channels must be 1 or 3 (any positive z-plane count for task=isl)",
             ),
             (self.task in TASKS, f"task must be one of {TASKS}"),

@@ -57,11 +57,18 @@ class Geometry:
 def model_geometry(config: TrainConfig, num_labels: int) -> Geometry:
     """Crop sizes from the model's own size rules (built abstractly: no weights computed)."""
     net = nnx.eval_shape(
-        lambda: models.create(config.model, num_classes=num_labels, in_channels=config.in_channels,
-                              rngs=nnx.Rngs(0), **config.model_kwargs)
+        lambda: models.create(
+            config.model,
+            num_classes=num_labels,
+            in_channels=config.in_channels,
+            rngs=nnx.Rngs(0),
+            **config.model_kwargs,
+        )
     )
     if not hasattr(net, "input_size"):
-        raise ValueError(f"task=isl needs a dense model (isl); {config.model} has no input_size rule")
+        raise ValueError(
+            f"task=isl needs a dense model (isl); {config.model} has no input_size rule"
+        )
     train_in = net.input_size(config.output_size)
     eval_out = next(o for o in range(max(EVAL_OUTPUT, config.output_size), 0, -1) if _fits(net, o))
     return Geometry(train_in, config.output_size, net.input_size(eval_out), eval_out)
@@ -97,14 +104,24 @@ def open_source(
 
     name, _, condition = dataset.partition("/")
     if name not in DATASETS:
-        raise ValueError(f"unknown ISL dataset {dataset!r}; expected one of {DATASETS} or isl/<condition>")
+        raise ValueError(
+            f"unknown ISL dataset {dataset!r}; expected one of {DATASETS} or isl/<condition>"
+        )
     if data_dir is None:
         if name not in SYNTHETIC:
             raise DatasetLayoutError(f"--dataset={dataset} needs --data_dir. {WHERE}")
         data_dir = str(cached_condition(SYNTHETIC[name]))
-    return open_isl(dataset, data_dir, split=split, labels=labels, z_planes=z_planes,
-                    val_fraction=val_fraction, seed=seed, max_wells=max_wells,
-                    condition=condition or None)
+    return open_isl(
+        dataset,
+        data_dir,
+        split=split,
+        labels=labels,
+        z_planes=z_planes,
+        val_fraction=val_fraction,
+        seed=seed,
+        max_wells=max_wells,
+        condition=condition or None,
+    )
 
 
 class DenseTask:
@@ -115,18 +132,24 @@ class DenseTask:
     def open_data(self, config: TrainConfig, metadata: Any = None) -> Any:
         from engine.trainer import RunData
 
-        common = {"labels": config.labels, "z_planes": config.in_channels,
-                  "val_fraction": config.val_fraction, "seed": config.seed}
-        train = open_source(config.dataset, config.data_dir, split="train",
-                            max_wells=config.max_wells, **common)
+        common = {
+            "labels": config.labels,
+            "z_planes": config.in_channels,
+            "val_fraction": config.val_fraction,
+            "seed": config.seed,
+        }
+        train = open_source(
+            config.dataset, config.data_dir, split="train", max_wells=config.max_wells, **common
+        )
         common["labels"] = train.labels
         val = None
         if config.val_fraction > 0:
             val = open_source(config.dataset, config.data_dir, split="val", **common)
         geometry = model_geometry(config, len(train.labels))
         if metadata is None:
-            metadata = models.metadata_for(config.model, num_classes=len(train.labels),
-                                           in_channels=config.in_channels)
+            metadata = models.metadata_for(
+                config.model, num_classes=len(train.labels), in_channels=config.in_channels
+            )
             metadata = metadata.replace(input_size=geometry.train_in, class_names=train.labels)
         return RunData(train, val, train.labels, metadata, geometry, geometry)
 
@@ -141,7 +164,10 @@ class DenseTask:
         from models.loading import flat_state, load_flat_state
 
         source = load_run(config.init_from, "best")
-        if source.config["model"] != config.model or source.config.get("in_channels") != config.in_channels:
+        if (
+            source.config["model"] != config.model
+            or source.config.get("in_channels") != config.in_channels
+        ):
             raise ValueError(
                 f"--init_from={config.init_from} holds {source.config['model']} on "
                 f"{source.config.get('in_channels')} z planes; this run is {config.model} on {config.in_channels}"
@@ -153,30 +179,60 @@ class DenseTask:
             if label in source.class_names:
                 j = source.class_names.index(label)
                 prefix = f"heads/{j}/"
-                mapped |= {f"heads/{i}/{k[len(prefix):]}": v for k, v in weights.items() if k.startswith(prefix)}
+                mapped |= {
+                    f"heads/{i}/{k[len(prefix) :]}": v
+                    for k, v in weights.items()
+                    if k.startswith(prefix)
+                }
             else:
                 new.append(i)
-        load_flat_state(model, mapped, source=f"{config.init_from} ({source.checkpoint})",
-                        skip=[f"heads/{i}" for i in new])
-        log.info("initialised from %s step %d; new label heads: %s", config.init_from, source.step,
-                 [labels[i] for i in new] or "none")
+        load_flat_state(
+            model,
+            mapped,
+            source=f"{config.init_from} ({source.checkpoint})",
+            skip=[f"heads/{i}" for i in new],
+        )
+        log.info(
+            "initialised from %s step %d; new label heads: %s",
+            config.init_from,
+            source.step,
+            [labels[i] for i in new] or "none",
+        )
 
-    def setup(self, config: TrainConfig, data: Any, model_def: ModelDef, tx: Any, schedule: Any,
-              batch: int, mesh: Mesh) -> Any:
+    def setup(
+        self,
+        config: TrainConfig,
+        data: Any,
+        model_def: ModelDef,
+        tx: Any,
+        schedule: Any,
+        batch: int,
+        mesh: Mesh,
+    ) -> Any:
         from data_pipelines.isl import make_crop_iterator
         from engine.trainer import StepSetup
 
         geometry: Geometry = data.train_cfg
         data_iter = make_crop_iterator(
-            data.train, in_size=geometry.train_in, out_size=geometry.train_out,
-            global_batch_size=batch, mesh=mesh, seed=config.seed, augment=config.augment,
+            data.train,
+            in_size=geometry.train_in,
+            out_size=geometry.train_out,
+            global_batch_size=batch,
+            mesh=mesh,
+            seed=config.seed,
+            augment=config.augment,
             workers=config.workers,
         )
         step_fn = make_dense_train_step(model_def, tx, schedule, config, mesh)
         evaluate = None
         if data.val is not None:
-            forward = make_forward(model_def.graphdef_eval, data.metadata, mesh, output="expected",
-                                   dtype=compute_dtype(config.dtype))
+            forward = make_forward(
+                model_def.graphdef_eval,
+                data.metadata,
+                mesh,
+                output="expected",
+                dtype=compute_dtype(config.dtype),
+            )
             eval_batch = config.eval_batch_size or batch
 
             def evaluate(state: TrainState) -> dict[str, float]:
@@ -188,8 +244,11 @@ class DenseTask:
 
 
 def make_dense_train_step(
-    model_def: ModelDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
-    config: TrainConfig, mesh: Mesh,
+    model_def: ModelDef,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    config: TrainConfig,
+    mesh: Mesh,
 ) -> TrainStep:
     """``step(state, batch) -> (state, metrics)``: masked per-pixel loss, jitted, state donated.
 
@@ -200,14 +259,18 @@ def make_dense_train_step(
     base_key = jax.random.key(config.seed)
     dtype = compute_dtype(config.dtype)
 
-    def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+    def step(
+        state: TrainState, batch: dict[str, jax.Array]
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
         images = batch["image"].astype(dtype)
         rest = model_def.seeded_rest(jax.random.fold_in(base_key, state.step))
 
         def loss_fn(params):
             model = model_def.merge(params, state.frozen, state.batch_stats, train=True, rest=rest)
             logits, _ = model(images)
-            loss, hits = masked_pixel_cross_entropy(logits, batch["target"], batch["target_mask"], batch["mask"])
+            loss, hits = masked_pixel_cross_entropy(
+                logits, batch["target"], batch["target_mask"], batch["mask"]
+            )
             return loss, (hits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
         (loss, (hits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -219,12 +282,21 @@ def make_dense_train_step(
             "grad_norm": optax.tree.norm(grads),
             "lr": jnp.asarray(schedule(state.step), jnp.float32),
         }
-        new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                               frozen=state.frozen, batch_stats=stats, opt_state=opt_state)
+        new_state = TrainState(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            frozen=state.frozen,
+            batch_stats=stats,
+            opt_state=opt_state,
+        )
         return new_state, metrics
 
-    return jax.jit(step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
-                   out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+    return jax.jit(
+        step,
+        in_shardings=(replicated(mesh), batch_sharding(mesh)),
+        out_shardings=(replicated(mesh), replicated(mesh)),
+        donate_argnums=0,
+    )
 
 
 def _global_rows(rows: np.ndarray, mesh: Mesh) -> jax.Array:
@@ -253,7 +325,9 @@ def predict_wells(
             chunk = tiles[start : start + batch]
             real = len(chunk)
             if real < batch:
-                chunk = np.concatenate([chunk, np.zeros((batch - real, *chunk.shape[1:]), chunk.dtype)])
+                chunk = np.concatenate(
+                    [chunk, np.zeros((batch - real, *chunk.shape[1:]), chunk.dtype)]
+                )
             pieces.append(host_rows(forward(states, _global_rows(chunk, mesh)))[:real])
         out.append(stitch_tiles(np.concatenate(pieces), tiling))
     return out
@@ -263,8 +337,13 @@ def pearson_summary(
     predictions: list[np.ndarray], source: Any, *, n_resamples: int = 1000, seed: int = 0
 ) -> dict[str, float]:
     """``pearson/<label>`` (pixel-wise r over the split's valid pixels) and their mean ``pearson``."""
-    sums = [well_sums(p, source[i]["target"], source[i]["target_mask"]) for i, p in enumerate(predictions)]
-    table = pearson_by_label(sums, source.well_ids(), source.labels, n_resamples=n_resamples, seed=seed)
+    sums = [
+        well_sums(p, source[i]["target"], source[i]["target_mask"])
+        for i, p in enumerate(predictions)
+    ]
+    table = pearson_by_label(
+        sums, source.well_ids(), source.labels, n_resamples=n_resamples, seed=seed
+    )
     values = {f"pearson/{label}": row["r"] for label, row in table.items()}
     finite = [v for v in values.values() if np.isfinite(v)]
     return {"pearson": float(np.mean(finite)) if finite else float("nan"), **values}

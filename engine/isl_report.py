@@ -72,10 +72,16 @@ def evaluate_isl(args: Any, trained: Any) -> dict[str, Path]:
     )
     graphdef, state = nnx.split(trained.model)
     forward = make_forward(graphdef, trained.metadata, mesh, output="expected")
-    predictions = predict_wells(forward, (place_replicated_keys(state, mesh),), source, geometry, batch, mesh)
-    sums = [well_sums(p, source[i]["target"], source[i]["target_mask"]) for i, p in enumerate(predictions)]
-    table = pearson_by_label(sums, source.well_ids(), source.labels, n_resamples=args.bootstrap,
-                             seed=args.seed)
+    predictions = predict_wells(
+        forward, (place_replicated_keys(state, mesh),), source, geometry, batch, mesh
+    )
+    sums = [
+        well_sums(p, source[i]["target"], source[i]["target_mask"])
+        for i, p in enumerate(predictions)
+    ]
+    table = pearson_by_label(
+        sums, source.well_ids(), source.labels, n_resamples=args.bootstrap, seed=args.seed
+    )
     versions = library_versions()
     provenance = {
         "workdir": str(args.workdir),
@@ -99,9 +105,16 @@ def evaluate_isl(args: Any, trained: Any) -> dict[str, Path]:
         return {}
     document = {
         "metrics": {f"pearson/{label}": row["r"] for label, row in table.items()},
-        "ci95": {f"pearson/{label}": [row["ci_low"], row["ci_high"]] for label, row in table.items()},
+        "ci95": {
+            f"pearson/{label}": [row["ci_low"], row["ci_high"]] for label, row in table.items()
+        },
         "per_label": table,
-        "bootstrap": {"unit": "well", "resamples": args.bootstrap, "seed": args.seed, "level": 0.95},
+        "bootstrap": {
+            "unit": "well",
+            "resamples": args.bootstrap,
+            "seed": args.seed,
+            "level": 0.95,
+        },
         "provenance": provenance,
     }
     out = args.out or Path(args.workdir) / "eval" / args.split
@@ -148,12 +161,21 @@ def render_html(document: dict[str, Any], source: Any, predictions: list[np.ndar
     for i in range(min(PANEL_WELLS, len(source))):
         example, pred = source[i], predictions[i]
         stack = example["image"]
-        cells = [("input z first", _stretch(stack[..., 0])), ("input z middle", _stretch(stack[..., stack.shape[-1] // 2])),
-                 ("input z last", _stretch(stack[..., -1]))]
+        cells = [
+            ("input z first", _stretch(stack[..., 0])),
+            ("input z middle", _stretch(stack[..., stack.shape[-1] // 2])),
+            ("input z last", _stretch(stack[..., -1])),
+        ]
         for j, label in enumerate(source.labels):
             if example["target_mask"][..., j].any():
-                cells += [(f"{label} true", example["target"][..., j]), (f"{label} predicted", pred[..., j])]
-        figures = "".join(f"<figure>{_png(im)}<figcaption>{html.escape(t)}</figcaption></figure>" for t, im in cells)
+                cells += [
+                    (f"{label} true", example["target"][..., j]),
+                    (f"{label} predicted", pred[..., j]),
+                ]
+        figures = "".join(
+            f"<figure>{_png(im)}<figcaption>{html.escape(t)}</figcaption></figure>"
+            for t, im in cells
+        )
         panels.append(f"<h3>{html.escape(example['well'])}</h3><div class=row>{figures}</div>")
     scatters = []
     for j, label in enumerate(source.labels):
@@ -164,11 +186,20 @@ def render_html(document: dict[str, Any], source: Any, predictions: list[np.ndar
             ys.append(pred[..., j][keep])
         if sum(len(x) for x in xs):
             r = document["per_label"][label]["r"]
-            scatters.append(svg.scatter_svg(f"{label} (r = {r:.3f})", np.concatenate(xs), np.concatenate(ys),
-                                            x_label="true intensity", y_label="predicted intensity"))
-    style = ("body{font-family:sans-serif;margin:24px;max-width:1400px}table{border-collapse:collapse;"
-             "margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-             ".row{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}figcaption{font-size:11px}")
+            scatters.append(
+                svg.scatter_svg(
+                    f"{label} (r = {r:.3f})",
+                    np.concatenate(xs),
+                    np.concatenate(ys),
+                    x_label="true intensity",
+                    y_label="predicted intensity",
+                )
+            )
+    style = (
+        "body{font-family:sans-serif;margin:24px;max-width:1400px}table{border-collapse:collapse;"
+        "margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+        ".row{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}figcaption{font-size:11px}"
+    )
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>In Silico Labeling report</title>"
         f"<style>{style}</style></head><body><h1>In Silico Labeling: evaluation</h1>"

@@ -68,7 +68,8 @@ def masked_pixel_cross_entropy(
     bins = logits.shape[-1]
     target_bins = jnp.clip(jnp.round(target * (bins - 1)), 0, bins - 1).astype(jnp.int32)
     per_pixel = optax.softmax_cross_entropy_with_integer_labels(logits, target_bins)
-    weights = target_mask.astype(jnp.float32) * example_mask.astype(jnp.float32)[:, None, None, None]
+    rows = example_mask.astype(jnp.float32)[:, None, None, None]
+    weights = target_mask.astype(jnp.float32) * rows
     per_label_count = jnp.sum(weights, axis=(0, 1, 2))
     per_label = jnp.sum(per_pixel * weights, axis=(0, 1, 2)) / jnp.maximum(per_label_count, 1.0)
     present = (per_label_count > 0).astype(jnp.float32)

@@ -39,8 +39,17 @@ def pearson_from_sums(sums: np.ndarray) -> np.ndarray:
 
 def pearson(pred: np.ndarray, true: np.ndarray) -> float:
     """Plain Pearson r of two arrays (all elements)."""
-    sums = np.array([pred.size, pred.sum(), true.sum(), (pred * pred).sum(), (true * true).sum(),
-                     (pred * true).sum()], np.float64)
+    sums = np.array(
+        [
+            pred.size,
+            pred.sum(),
+            true.sum(),
+            (pred * pred).sum(),
+            (true * true).sum(),
+            (pred * true).sum(),
+        ],
+        np.float64,
+    )
     return float(pearson_from_sums(sums))
 
 
@@ -65,10 +74,17 @@ def pearson_by_label(
         r = float(pearson_from_sums(stacked[has, i].sum(axis=0))) if has.any() else float("nan")
         lo = hi = None
         if has.sum() >= 2 and draws:
-            reps = np.array([pearson_from_sums(stacked[idx, i][has[idx]].sum(axis=0)) for idx in draws])
+            reps = np.array(
+                [pearson_from_sums(stacked[idx, i][has[idx]].sum(axis=0)) for idx in draws]
+            )
             reps = reps[np.isfinite(reps)]
             if len(reps):
                 lo, hi = (float(v) for v in np.percentile(reps, [2.5, 97.5]))
-        out[label] = {"r": r, "ci_low": lo, "ci_high": hi, "pixels": int(stacked[has, i, 0].sum()),
-                      "wells": int(has.sum())}
+        out[label] = {
+            "r": r,
+            "ci_low": lo,
+            "ci_high": hi,
+            "pixels": int(stacked[has, i, 0].sum()),
+            "wells": int(has.sum()),
+        }
     return out

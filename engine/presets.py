@@ -247,8 +247,15 @@ _ISL_SMOKE: dict[str, Any] = {
 }
 # Condition B: the new label (MAP2, a neuronal marker condition A never stained for) plus
 # nuclei; 1, 2 or 4 training wells (--max_wells), the same step budget with and without A.
-_ISL_B = {**_ISL, "dataset": "isl_synthetic_b", "labels": ("DAPI_CONFOCAL", "MAP2_CONFOCAL"),
-          "max_wells": 1, "val_fraction": 0.3, "steps": 200, "eval_every": 100}
+_ISL_B = {
+    **_ISL,
+    "dataset": "isl_synthetic_b",
+    "labels": ("DAPI_CONFOCAL", "MAP2_CONFOCAL"),
+    "max_wells": 1,
+    "val_fraction": 0.3,
+    "steps": 200,
+    "eval_every": 100,
+}
 
 PRESETS.update(
     {
@@ -259,8 +266,13 @@ PRESETS.update(
                 "In Silico Labeling on synthetic condition A (nuclei, cell body, dead-cell marker "
                 "from a 7-plane bright-field z-stack), 8 simulated CPU devices, then the test wells.",
                 "python -m launch.train --preset=isl_demo",
-                {**_ISL, "dataset": "isl_synthetic_a", "steps": 300, "eval_every": 100,
-                 "workdir": "runs/isl_demo"},
+                {
+                    **_ISL,
+                    "dataset": "isl_synthetic_a",
+                    "steps": 300,
+                    "eval_every": 100,
+                    "workdir": "runs/isl_demo",
+                },
                 smoke=_ISL_SMOKE,
             ),
             Preset(
@@ -268,10 +280,20 @@ PRESETS.update(
                 "Transfer: isl_demo's network, a new MAP2 head, fine-tuned on --max_wells wells of "
                 "synthetic condition B (run isl_demo first).",
                 "python -m launch.train --preset=isl_transfer_b --devices=8",
-                {**_ISL_B, "transfer": "finetune", "backbone_lr_scale": 1.0,
-                 "init_from": "runs/isl_demo", "workdir": "runs/isl_transfer_b"},
-                smoke=_ISL_SMOKE | {"dataset": "isl_synthetic_b", "labels": _ISL_B["labels"],
-                                    "max_wells": 1, "val_fraction": 0.3},
+                {
+                    **_ISL_B,
+                    "transfer": "finetune",
+                    "backbone_lr_scale": 1.0,
+                    "init_from": "runs/isl_demo",
+                    "workdir": "runs/isl_transfer_b",
+                },
+                smoke=_ISL_SMOKE
+                | {
+                    "dataset": "isl_synthetic_b",
+                    "labels": _ISL_B["labels"],
+                    "max_wells": 1,
+                    "val_fraction": 0.3,
+                },
             ),
             Preset(
                 "isl_scratch_b",
@@ -279,8 +301,13 @@ PRESETS.update(
                 "from random initialisation.",
                 "python -m launch.train --preset=isl_scratch_b --devices=8",
                 {**_ISL_B, "workdir": "runs/isl_scratch_b"},
-                smoke=_ISL_SMOKE | {"dataset": "isl_synthetic_b", "labels": _ISL_B["labels"],
-                                    "max_wells": 1, "val_fraction": 0.3},
+                smoke=_ISL_SMOKE
+                | {
+                    "dataset": "isl_synthetic_b",
+                    "labels": _ISL_B["labels"],
+                    "max_wells": 1,
+                    "val_fraction": 0.3,
+                },
             ),
         )
     }

@@ -93,17 +93,39 @@ class Minception(nnx.Module):
         self.bn_in = _bn(in_features, rngs)
         init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
         if kind == "up":
-            self.expand = nnx.ConvTranspose(2 * in_features, expand, (2, 2), strides=(2, 2),
-                                            padding="VALID", use_bias=False, kernel_init=init, rngs=rngs)
+            self.expand = nnx.ConvTranspose(
+                2 * in_features,
+                expand,
+                (2, 2),
+                strides=(2, 2),
+                padding="VALID",
+                use_bias=False,
+                kernel_init=init,
+                rngs=rngs,
+            )
             pooled = 0
         else:
             k, s = (3, 1) if kind == "same" else (4, 2)
-            self.expand = nnx.Conv(2 * in_features, expand, (k, k), strides=(s, s), padding="VALID",
-                                   use_bias=False, kernel_init=init, rngs=rngs)
+            self.expand = nnx.Conv(
+                2 * in_features,
+                expand,
+                (k, k),
+                strides=(s, s),
+                padding="VALID",
+                use_bias=False,
+                kernel_init=init,
+                rngs=rngs,
+            )
             pooled = in_features
         self.bn_mid = _bn(expand + pooled, rngs)
-        self.reduce = nnx.Conv(2 * (expand + pooled), self.out_features, (1, 1), use_bias=False,
-                               kernel_init=init, rngs=rngs)
+        self.reduce = nnx.Conv(
+            2 * (expand + pooled),
+            self.out_features,
+            (1, 1),
+            use_bias=False,
+            kernel_init=init,
+            rngs=rngs,
+        )
 
     def _passthrough(self, x: jax.Array) -> jax.Array:
         if self.kind == "same":
@@ -127,8 +149,9 @@ class LabelHead(nnx.Module):
 
     def __init__(self, in_features: int, num_bins: int, *, rngs: nnx.Rngs):
         self.bn = _bn(in_features, rngs)
-        self.conv = nnx.Conv(2 * in_features, num_bins, (1, 1), kernel_init=nnx.initializers.zeros_init(),
-                             rngs=rngs)
+        self.conv = nnx.Conv(
+            2 * in_features, num_bins, (1, 1), kernel_init=nnx.initializers.zeros_init(), rngs=rngs
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.conv(_relu_tanh(self.bn(x)))
@@ -181,7 +204,9 @@ class IslNet(nnx.Module):
             upper.append(Minception(features, features, features, kind="same", rngs=rngs))
             features = upper[-1].out_features
         self.upper = nnx.List(upper)
-        self.heads = nnx.List([LabelHead(features, num_bins, rngs=rngs) for _ in range(num_classes)])
+        self.heads = nnx.List(
+            [LabelHead(features, num_bins, rngs=rngs) for _ in range(num_classes)]
+        )
         self.num_features = features
 
     # Sizes ---------------------------------------------------------------------------

@@ -41,6 +41,9 @@ def test_torch_peer_matches_the_flax_network():
     target = rng.random((2, 10, 10, 2)).astype(np.float32)
     mask = (rng.random((2, 10, 10, 2)) > 0.3).astype(np.float32)
     ours_loss, _ = masked_pixel_cross_entropy(logits, target, mask, np.ones(2, np.float32))
-    theirs_loss = masked_pixel_loss(torch.from_numpy(ours.copy()), torch.from_numpy(target.transpose(0, 3, 1, 2)),
-                                    torch.from_numpy(mask.transpose(0, 3, 1, 2)))
+    theirs_loss = masked_pixel_loss(
+        torch.from_numpy(ours.copy()),
+        torch.from_numpy(target.transpose(0, 3, 1, 2)),
+        torch.from_numpy(mask.transpose(0, 3, 1, 2)),
+    )
     assert float(theirs_loss) == pytest.approx(float(ours_loss), rel=1e-5)

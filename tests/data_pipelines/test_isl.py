@@ -43,7 +43,12 @@ REPO_PLANE = (
 
 def test_both_published_spellings_parse():
     plane = parse_image_name(PAPER_PLANE)
-    assert (plane.z, plane.channel, plane.is_mask, plane.kind) == (10, "PHASE_CONTRAST", False, "ORIGINAL")
+    assert (plane.z, plane.channel, plane.is_mask, plane.kind) == (
+        10,
+        "PHASE_CONTRAST",
+        False,
+        "ORIGINAL",
+    )
     assert plane.well_id == "kevan_0_8/A4" and plane.get("lab") == "Finkbeiner"
     target = parse_image_name(PAPER_TARGET)
     assert (target.z, target.channel) == ("MAXPROJECT", "DAPI_CONFOCAL")
@@ -54,9 +59,13 @@ def test_both_published_spellings_parse():
 
 
 def test_written_names_follow_the_paper_data_spelling():
-    name = published_name(lab="Finkbeiner", condition="kevan_0_8", well="A4", channel="PHASE_CONTRAST", z=10)
+    name = published_name(
+        lab="Finkbeiner", condition="kevan_0_8", well="A4", channel="PHASE_CONTRAST", z=10
+    )
     assert name == PAPER_PLANE
-    name = published_name(lab="Finkbeiner", condition="kevan_0_8", well="A4", channel="DAPI_CONFOCAL", z=None)
+    name = published_name(
+        lab="Finkbeiner", condition="kevan_0_8", well="A4", channel="DAPI_CONFOCAL", z=None
+    )
     assert name == PAPER_TARGET
 
 
@@ -80,30 +89,54 @@ def _write(folder, name, pixels):
     Image.fromarray(pixels).save(folder / name)
 
 
-def _paper_well(folder, well, *, planes=5, channels=("DAPI_CONFOCAL",), size=32, seed=0, mask_for=()):
+def _paper_well(
+    folder, well, *, planes=5, channels=("DAPI_CONFOCAL",), size=32, seed=0, mask_for=()
+):
     """One well in the paper_data spelling: 16-bit planes and targets, optional is_mask files."""
     rng = np.random.default_rng(seed)
     common = "lab-Finkbeiner,condition-kevan_0_8,acquisition_date,year-2015,month-9,day-28"
     for z in range(planes):
         pixels = np.full((size, size), 1000 * (z + 1), np.uint16)  # plane z has value (z+1)/65.535
-        _write(folder, f"{common},well-{well},z_depth-{z},channel,value-PHASE_CONTRAST,is_mask-false,"
-                       "kind,value-ORIGINAL.png", pixels)
+        _write(
+            folder,
+            f"{common},well-{well},z_depth-{z},channel,value-PHASE_CONTRAST,is_mask-false,"
+            "kind,value-ORIGINAL.png",
+            pixels,
+        )
     for channel in channels:
         pixels = rng.integers(0, 65536, (size, size)).astype(np.uint16)
-        _write(folder, f"{common},well-{well},depth_computation,value-MAXPROJECT,channel,value-{channel},"
-                       "is_mask-false,kind,value-ORIGINAL.png", pixels)
-        _write(folder, f"{common},well-{well},depth_computation,value-MAXPROJECT,channel,value-{channel},"
-                       "statistic,value-MEDIAN,kind,value-PREDICTED.png", np.zeros((size, size), np.uint16))
+        _write(
+            folder,
+            f"{common},well-{well},depth_computation,value-MAXPROJECT,channel,value-{channel},"
+            "is_mask-false,kind,value-ORIGINAL.png",
+            pixels,
+        )
+        _write(
+            folder,
+            f"{common},well-{well},depth_computation,value-MAXPROJECT,channel,value-{channel},"
+            "statistic,value-MEDIAN,kind,value-PREDICTED.png",
+            np.zeros((size, size), np.uint16),
+        )
         if channel in mask_for:
             mask = np.zeros((size, size), np.uint8)
             mask[:, : size // 2] = 255
-            _write(folder, f"{common},well-{well},depth_computation,value-MAXPROJECT,channel,value-{channel},"
-                           "is_mask-true,kind,value-ORIGINAL.png", mask)
+            _write(
+                folder,
+                f"{common},well-{well},depth_computation,value-MAXPROJECT,channel,value-{channel},"
+                "is_mask-true,kind,value-ORIGINAL.png",
+                mask,
+            )
 
 
 def test_reader_groups_wells_picks_planes_and_masks_labels(tmp_path):
     train = tmp_path / "train" / "Finkbeiner" / "kevan_0_8"
-    _paper_well(train, "A1", planes=13, channels=("DAPI_CONFOCAL", "MAP2_CONFOCAL"), mask_for=("MAP2_CONFOCAL",))
+    _paper_well(
+        train,
+        "A1",
+        planes=13,
+        channels=("DAPI_CONFOCAL", "MAP2_CONFOCAL"),
+        mask_for=("MAP2_CONFOCAL",),
+    )
     _paper_well(train, "A2", planes=13, channels=("DAPI_CONFOCAL",))
     _paper_well(tmp_path / "test" / "Finkbeiner" / "kevan_0_8", "B1", planes=13)
     wells = scan_wells(tmp_path / "train")
@@ -117,9 +150,13 @@ def test_reader_groups_wells_picks_planes_and_masks_labels(tmp_path):
     assert a1["image"].shape == (32, 32, 7) and a1["target"].shape == (32, 32, 2)
     chosen = [round(float(a1["image"][0, 0, k]) * 65535 / 1000) - 1 for k in range(7)]
     assert chosen == plane_indices(13, 7) == [0, 2, 4, 6, 8, 10, 12]  # upstream's fractions
-    assert a1["target_mask"][:, :16, 1].all() and not a1["target_mask"][:, 16:, 1].any()  # is_mask file
+    assert (
+        a1["target_mask"][:, :16, 1].all() and not a1["target_mask"][:, 16:, 1].any()
+    )  # is_mask file
     a2 = source[1]
-    assert a2["target_mask"][..., 0].all() and not a2["target_mask"][..., 1].any()  # not stained: masked
+    assert (
+        a2["target_mask"][..., 0].all() and not a2["target_mask"][..., 1].any()
+    )  # not stained: masked
     assert np.all(a2["target"][..., 1] == 0)
     test = open_isl("isl", tmp_path, split="test", labels=source.labels, z_planes=7)
     assert test.well_ids() == ["kevan_0_8/B1"] and test.labels == source.labels
@@ -151,8 +188,12 @@ def test_layout_problems_are_named(tmp_path):
 def _example(size=40, channels=3, labels=2, seed=0):
     rng = np.random.default_rng(seed)
     image = rng.random((size, size, channels)).astype(np.float32)
-    return {"image": image, "target": image[..., :labels].copy(),
-            "target_mask": np.ones((size, size, labels), np.float32), "well": "c/A1"}
+    return {
+        "image": image,
+        "target": image[..., :labels].copy(),
+        "target_mask": np.ones((size, size, labels), np.float32),
+        "well": "c/A1",
+    }
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -183,7 +224,14 @@ def test_crop_iterator_is_deterministic_and_resumes(tmp_path):
         _paper_well(folder, f"A{i + 1}", planes=3, size=24, seed=i)
     source = open_isl("isl", tmp_path, split="train", labels=None, z_planes=3)
     mesh = make_mesh(8)
-    kwargs = {"in_size": 12, "out_size": 4, "global_batch_size": 8, "mesh": mesh, "seed": 1, "augment": True}
+    kwargs = {
+        "in_size": 12,
+        "out_size": 4,
+        "global_batch_size": 8,
+        "mesh": mesh,
+        "seed": 1,
+        "augment": True,
+    }
     first = make_crop_iterator(source, **kwargs)
     next(first)
     state = first.get_state()
@@ -198,7 +246,11 @@ def test_crop_iterator_is_deterministic_and_resumes(tmp_path):
 
 def test_synthetic_wells_follow_the_optics_and_the_biology():
     a = render_well(CONDITIONS["a"], seed=5)
-    assert a.keys() == {f"z{i}" for i in range(7)} | {"DAPI_CONFOCAL", "CELLMASK_CONFOCAL", "DEAD_CONFOCAL"}
+    assert a.keys() == {f"z{i}" for i in range(7)} | {
+        "DAPI_CONFOCAL",
+        "CELLMASK_CONFOCAL",
+        "DEAD_CONFOCAL",
+    }
     np.testing.assert_array_equal(a["z0"], render_well(CONDITIONS["a"], seed=5)["z0"])  # seeded
     contrast = [float(np.std(a[f"z{i}"])) for i in range(7)]
     assert np.argmin(contrast) == 3  # a phase object is (nearly) invisible in focus
@@ -218,4 +270,7 @@ def test_synthetic_set_is_written_in_the_published_layout(tmp_path):
     with Image.open(files[0]) as image:
         assert image.mode.startswith("I;16")  # 16-bit, as published
     source = open_isl("isl_synthetic_b", tmp_path, split="test", labels=None, z_planes=7)
-    assert len(source) == CONDITIONS["b"].test_wells and source.labels == ("DAPI_CONFOCAL", "MAP2_CONFOCAL")
+    assert len(source) == CONDITIONS["b"].test_wells and source.labels == (
+        "DAPI_CONFOCAL",
+        "MAP2_CONFOCAL",
+    )

@@ -19,7 +19,9 @@ def net():
     model = models.create("isl", num_classes=2, in_channels=3, rngs=nnx.Rngs(0), **TINY)
     # Non-zero heads (they start at zero: a uniform distribution, no gradient to the input).
     for head in model.heads:
-        head.conv.kernel[...] = jax.random.normal(jax.random.key(1), head.conv.kernel[...].shape) * 0.1
+        head.conv.kernel[...] = (
+            jax.random.normal(jax.random.key(1), head.conv.kernel[...].shape) * 0.1
+        )
     model.eval()
     return model
 
@@ -36,7 +38,11 @@ def test_documented_sizes(net):
     assert net.margin == 13 and net.input_size(24) == 50 and net.input_size(64) == 90
     logits, extras = nnx.eval_shape(lambda: net(jnp.zeros((2, 50, 50, 3))))
     assert logits.shape == (2, 24, 24, 2, 8)
-    assert extras["expected"].shape == (2, 24, 24, 2) and extras["features"].shape[:3] == (2, 24, 24)
+    assert extras["expected"].shape == (2, 24, 24, 2) and extras["features"].shape[:3] == (
+        2,
+        24,
+        24,
+    )
     assert {f"towers/{s}" for s in range(3)} <= extras.keys()
     with pytest.raises(ValueError, match="divisible by 4"):
         net.output_size(52)
