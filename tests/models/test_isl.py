@@ -12,6 +12,7 @@ import models
 from models.isl import expected_intensity
 
 TINY = {"width": 4, "num_bins": 8}
+pytestmark = pytest.mark.slow  # building the network eagerly: ~10 s idle, a minute under load
 
 
 @pytest.fixture(scope="module")
