@@ -67,7 +67,7 @@ TINY = {"width": 4, "num_bins": 8, "tower_modules": [1, 1], "upper_modules": 1}
 
 
 @pytest.mark.slow
-def test_isl_run_resumes_transfers_to_a_new_label_and_reports(tmp_path):
+def test_isl_run_resumes_transfers_to_a_new_label_and_reports(tmp_path, capsys):
     from data_pipelines.isl_synthetic import write_condition
     from engine.config import TrainConfig
     from engine.inference import load_run
@@ -146,6 +146,11 @@ def test_isl_run_resumes_transfers_to_a_new_label_and_reports(tmp_path):
     assert set(report["metrics"]) == {f"pearson/{x}" for x in config["class_names"]}
     assert report["provenance"]["wells"] and report["bootstrap"]["unit"] == "well"
     page = paths["html"].read_text()
+    from launch import predict  # classification-only commands refuse the run in one line
+
+    png = next((data_a / "test").rglob("*.png"))
+    assert predict.main([f"--workdir={tmp_path / 'run_a'}", str(png)]) == 1
+    assert "task=isl run" in capsys.readouterr().err
     assert (
         page.count("<svg") == 3 and "DAPI_CONFOCAL predicted" in page and "data:image/png" in page
     )
