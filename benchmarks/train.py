@@ -244,6 +244,13 @@ def measure_torch(args: argparse.Namespace, size: int) -> dict[str, float] | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--model=isl" in given or ("--model" in given and given[given.index("--model") + 1 :][:1] == ["isl"]):
+        from benchmarks import isl_train  # the dense task: its own step, batch and PyTorch twin
+
+        return isl_train.main(given)
     args = parse(argv)
     from launch.runtime import setup_from_args
 

@@ -21,7 +21,9 @@ PROBE_SOLVERS = ("lbfgs", "steps")
 PROBE_SELECTIONS = ("balanced_log_loss", "balanced_accuracy")
 FINAL_SPLITS = ("train", "val", "test")
 AUTO = "auto"
-BEST_METRICS = {"accuracy": "max", "balanced_accuracy": "max", "loss": "min"}
+BEST_METRICS = {"accuracy": "max", "balanced_accuracy": "max", "loss": "min", "pearson": "max"}
+TASKS = ("classification", "isl")
+ISL_DATASET_PREFIX = "isl"  # isl, isl/<condition>, isl_synthetic_a, isl_synthetic_b
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +91,24 @@ class TrainConfig:
     final_split: str | None = "test"  # launch.train runs launch.evaluate on it at the end; None: skip
     progress: bool = True
 
+    # Dense per-pixel task (In Silico Labeling; engine.dense_task). ``in_channels`` is then the
+    # number of transmitted-light z planes fed to the model.
+    # "auto": isl for the ISL data sets (names starting "isl"), classification otherwise.
+    task: Literal["auto", "classification", "isl"] = AUTO
+    # isl: the fluorescence channels to predict (None: all in the data); the output side of a
+    # training crop (input = output + the model's margin); N training wells (nested, seeded).
+    labels: tuple[str, ...] | None = None
+    output_size: int = 24
+    max_wells: int | None = None
+
     def __post_init__(self) -> None:
         if self.classes is not None:  # JSON gives lists back
             object.__setattr__(self, "classes", tuple(self.classes))
+        if self.task == AUTO:
+            task = "isl" if self.dataset.startswith(ISL_DATASET_PREFIX) else "classification"
+            object.__setattr__(self, "task", task)
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(self.labels))
         checks = [
             (self.classes is None or len(self.classes) >= 2, "classes needs at least two names"),
             (self.transfer in TRANSFERS, f"transfer must be one of {TRANSFERS}"),
@@ -125,7 +142,22 @@ class TrainConfig:
                 self.finetune_stages is None or self.finetune_stages >= 0,
                 "finetune_stages must be >= 0",
             ),
-            (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
+            (
+                self.in_channels in (1, 3)
+                or (self.task != "classification" and self.in_channels > 0),
+                "in_channels must be 1 or 3 (any positive z-plane count for task=isl)",
+            ),
+            (self.task in TASKS, f"task must be one of {TASKS}"),
+            (self.output_size > 0, "output_size must be positive"),
+            (self.max_wells is None or self.max_wells > 0, "max_wells must be positive"),
+            (
+                self.best_metric != "pearson" or self.task == "isl",
+                "best_metric=pearson is for task=isl",
+            ),
+            (
+                self.task != "isl" or self.transfer != "linear_probe",
+                "task=isl trains the whole network: pass --transfer=scratch (or finetune with --init_from)",
+            ),
             (self.log_every > 0, "log_every must be positive"),
             (
                 not (self.class_balanced_sampling and self.class_weighting == "balanced"),

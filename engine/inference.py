@@ -132,3 +132,13 @@ def predict_probabilities(
     forward = make_forward(graphdef, metadata or WeightMetadata(arch="unknown"), mesh)
     probs, index = gather_outputs(forward, (state,), itertools.chain([first], batches))
     return probs.astype(np.float32), index
+
+
+def require_classification(run: TrainedRun, command: str) -> None:
+    """Refuse, in one line, a dense-task (In Silico Labeling) run in a classification command."""
+    task = run.config.get("task", "classification")
+    if task != "classification":
+        raise ValueError(
+            f"{run.workdir.root} is a task={task} run; {command} works on classification runs "
+            "(evaluate it with python -m launch.evaluate --workdir=...)"
+        )

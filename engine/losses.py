@@ -50,3 +50,30 @@ def balanced_class_weights(counts: Sequence[int]) -> np.ndarray:
             f"class-weighted loss needs every class in the training set; counts {counts.tolist()}"
         )
     return (counts.sum() / (len(counts) * counts)).astype(np.float32)
+
+
+def masked_pixel_cross_entropy(
+    logits: jax.Array, target: jax.Array, target_mask: jax.Array, example_mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Dense task loss: softmax cross-entropy over intensity bins at every valid pixel.
+
+    ``logits`` [B, H, W, L, K]; ``target`` [B, H, W, L] intensities in [0, 1], binned as
+    ``round(t * (K - 1))`` (the paper's 256 classes when K = 256); ``target_mask`` [B, H, W, L]
+    (1 where the label is valid), ``example_mask`` [B] (padding rows 0). Each label's loss is
+    its mean over its valid pixels; the total is the mean over the labels that have any valid
+    pixel in the batch, so a label stained in few wells still counts as much as the others.
+    Returns (scalar loss, per-example fraction of valid pixels whose arg-max bin is right).
+    """
+    logits = logits.astype(jnp.float32)
+    bins = logits.shape[-1]
+    target_bins = jnp.clip(jnp.round(target * (bins - 1)), 0, bins - 1).astype(jnp.int32)
+    per_pixel = optax.softmax_cross_entropy_with_integer_labels(logits, target_bins)
+    rows = example_mask.astype(jnp.float32)[:, None, None, None]
+    weights = target_mask.astype(jnp.float32) * rows
+    per_label_count = jnp.sum(weights, axis=(0, 1, 2))
+    per_label = jnp.sum(per_pixel * weights, axis=(0, 1, 2)) / jnp.maximum(per_label_count, 1.0)
+    present = (per_label_count > 0).astype(jnp.float32)
+    loss = jnp.sum(per_label * present) / jnp.maximum(jnp.sum(present), 1.0)
+    hits = (jnp.argmax(logits, axis=-1) == target_bins).astype(jnp.float32) * weights
+    valid = jnp.sum(weights, axis=(1, 2, 3))
+    return loss, jnp.where(valid > 0, jnp.sum(hits, axis=(1, 2, 3)) / jnp.maximum(valid, 1.0), 0.0)

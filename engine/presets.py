@@ -246,3 +246,108 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
 
 def preset_names() -> list[str]:
     return sorted(PRESETS) + sorted(f"{p}_smoke" for p in PRESETS)
+
+
+# In Silico Labeling (Christiansen et al., Cell 2018) on the synthetic wells of
+# data_pipelines.isl_synthetic: the dense task family (engine.dense_task) through the same
+# trainer. A small network (models/isl.py, width 8, 32 intensity bins instead of the paper's
+# 256) so that it trains on a 2-core CPU in minutes; docs/RESULTS_ISL.md holds the numbers.
+_ISL: dict[str, Any] = {
+    "task": "isl",
+    "model": "isl",
+    "pretrained": None,
+    "transfer": "scratch",
+    "in_channels": 7,  # z planes
+    "model_kwargs": {"width": 8, "num_bins": 32},
+    "output_size": 24,  # training crops: 50 -> 24 pixels
+    "optimizer": "adam",
+    "lr": 3e-3,
+    "schedule": "cosine",
+    "warmup_steps": 20,
+    "batch_size": 16,
+    "eval_batch_size": 16,
+    "augment": True,  # flips and quarter turns, identical for input and targets
+    "best_metric": "pearson",
+    "log_every": 25,
+    "val_fraction": 0.2,  # whole wells
+}
+_ISL_SMOKE: dict[str, Any] = {
+    "dataset": "isl_synthetic_a",
+    "model": "isl",
+    "pretrained": None,
+    "input_size": None,
+    "in_channels": 7,
+    "steps": 4,
+    "batch_size": 8,
+    "eval_batch_size": 8,
+    "eval_every": 2,
+    "log_every": 2,
+    "val_fraction": 0.2,
+}
+# Condition B: the new label (MAP2, a neuronal marker condition A never stained for) plus
+# nuclei; 1, 2 or 4 training wells (--max_wells), the same step budget with and without A.
+_ISL_B = {
+    **_ISL,
+    "dataset": "isl_synthetic_b",
+    "labels": ("DAPI_CONFOCAL", "MAP2_CONFOCAL"),
+    "max_wells": 1,
+    "val_fraction": 0.3,
+    "steps": 200,
+    "eval_every": 100,
+}
+
+PRESETS.update(
+    {
+        p.name: p
+        for p in (
+            Preset(
+                "isl_demo",
+                "In Silico Labeling on synthetic condition A (nuclei, cell body, dead-cell marker "
+                "from a 7-plane bright-field z-stack), 8 simulated CPU devices, then the test wells.",
+                "python -m launch.train --preset=isl_demo",
+                {
+                    **_ISL,
+                    "dataset": "isl_synthetic_a",
+                    "steps": 300,
+                    "eval_every": 100,
+                    "workdir": "runs/isl_demo",
+                },
+                smoke=_ISL_SMOKE,
+            ),
+            Preset(
+                "isl_transfer_b",
+                "Transfer: isl_demo's network, a new MAP2 head, fine-tuned on --max_wells wells of "
+                "synthetic condition B (run isl_demo first).",
+                "python -m launch.train --preset=isl_transfer_b --devices=8",
+                {
+                    **_ISL_B,
+                    "transfer": "finetune",
+                    "backbone_lr_scale": 1.0,
+                    "init_from": "runs/isl_demo",
+                    "workdir": "runs/isl_transfer_b",
+                },
+                smoke=_ISL_SMOKE
+                | {
+                    "dataset": "isl_synthetic_b",
+                    "labels": _ISL_B["labels"],
+                    "max_wells": 1,
+                    "val_fraction": 0.3,
+                },
+            ),
+            Preset(
+                "isl_scratch_b",
+                "Baseline for isl_transfer_b: the same wells of condition B and the same steps, "
+                "from random initialisation.",
+                "python -m launch.train --preset=isl_scratch_b --devices=8",
+                {**_ISL_B, "workdir": "runs/isl_scratch_b"},
+                smoke=_ISL_SMOKE
+                | {
+                    "dataset": "isl_synthetic_b",
+                    "labels": _ISL_B["labels"],
+                    "max_wells": 1,
+                    "val_fraction": 0.3,
+                },
+            ),
+        )
+    }
+)

@@ -225,7 +225,7 @@ def resolve_pretrained(config: TrainConfig) -> TrainConfig:
         tags = [t for t in models.list_pretrained() if t.split(".")[0] == config.model]
         chosen = tags[0] if config.transfer != "scratch" and len(tags) == 1 else None
         config = config.replace(pretrained=chosen)
-    if config.pretrained is None and config.transfer != "scratch":
+    if config.pretrained is None and config.transfer != "scratch" and not config.init_from:
         log.warning(
             "%s with no pretrained weights: the backbone starts from random initialisation "
             "(pass --pretrained=FILE_OR_TAG)",

@@ -221,3 +221,31 @@ def range_strip_svg(
         "</text></svg>"
     )
     return "\n".join(parts)
+
+
+def scatter_svg(
+    title: str, x: np.ndarray, y: np.ndarray, *, x_label: str, y_label: str, size: int = 260,
+    max_points: int = 1500, seed: int = 0,
+) -> str:
+    """A square scatter of ``y`` against ``x`` on [0, 1] x [0, 1] with the identity line.
+
+    At most ``max_points`` points (a seeded random subset) so the page stays small.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.size > max_points:
+        keep = np.random.default_rng(seed).choice(x.size, max_points, replace=False)
+        x, y = x[keep], y[keep]
+    left, top, plot = 40, 24, size - 56
+    px = lambda v: round(left + float(np.clip(v, 0, 1)) * plot, 1)
+    py = lambda v: round(top + (1 - float(np.clip(v, 0, 1))) * plot, 1)
+    dots = "".join(f'<circle cx="{px(a)}" cy="{py(b)}" r="1.2"/>' for a, b in zip(x, y, strict=True))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-family="sans-serif" '
+        f'font-size="11"><text x="{left}" y="14" font-weight="bold">{html.escape(title)}</text>'
+        f'<rect x="{left}" y="{top}" width="{plot}" height="{plot}" fill="none" stroke="#444"/>'
+        f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#bbb" stroke-dasharray="4 3"/>'
+        f'<g fill="#1f77b4" fill-opacity="0.35">{dots}</g>'
+        f'<text x="{left + plot / 2}" y="{size - 8}" text-anchor="middle">{html.escape(x_label)}</text>'
+        f'<text x="12" y="{top + plot / 2}" text-anchor="middle" transform="rotate(-90 12 {top + plot / 2})">'
+        f"{html.escape(y_label)}</text></svg>"
+    )

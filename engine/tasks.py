@@ -1,4 +1,8 @@
-"""Classification tasks defined as class subsets of a data set (the paper's binary models).
+"""The run's task family, and classification tasks defined as class subsets of a data set.
+
+A run declares its task (``TrainConfig.task``). ``classification`` is the trainer's own
+path; any other task is an object whose hooks the trainer calls where the families differ
+(:func:`dense_task`; ``engine.dense_task.DenseTask`` for In Silico Labeling).
 
 Kermany et al. trained, beside the 4-class OCT model, CNV vs normal, DME vs normal and
 drusen vs normal. Each is the OCT data set restricted to two classes, relabelled in the
@@ -9,6 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+
+def dense_task(config: Any) -> Any:
+    """The task object for a non-classification run (``config.task``), or None."""
+    if config.task == "classification":
+        return None
+    from engine.dense_task import DenseTask
+
+    return DenseTask()
 
 
 def restrict_classes(source: Any, classes: Sequence[str]) -> Any:

@@ -48,7 +48,7 @@ from engine.resume import check_resumable
 from engine.run_log import RunLog
 from engine.state import build_model, init_train_state, resolve_pretrained
 from engine.steps import compute_dtype, make_forward, make_train_step
-from engine.tasks import restrict_classes
+from engine.tasks import dense_task, restrict_classes
 from engine.validation import classification_metrics, gather_outputs
 from engine.workdir import Workdir
 from engine.workdir_lock import WorkdirLock
@@ -373,6 +373,7 @@ def _image_setup(config, data, model_def, tx, schedule, weights, batch, mesh) ->
 def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -> RunSummary:
     """Train (or resume) the run ``config`` describes on ``mesh``; see the module docstring."""
     config = resolve_pretrained(config)
+    task = dense_task(config)  # None: classification, this module's own path
     workdir = Workdir(config.workdir)
     lead = jax.process_index() == 0
     stop = stop or StopRequest()
@@ -382,8 +383,9 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
     if workdir.checkpoint_steps("latest") and workdir.config_path.is_file():
         saved = workdir.read_config().get("metadata")
         saved_metadata = None if saved is None else WeightMetadata.from_json(json.dumps(saved))
-    data = open_run_data(config, saved_metadata)
-    batch, total_steps, per_epoch = plan_steps(config, len(data.train), mesh)
+    data = (task.open_data if task else open_run_data)(config, saved_metadata)
+    examples = task.examples(data) if task else len(data.train)
+    batch, total_steps, per_epoch = plan_steps(config, examples, mesh)
     if batch % mesh.size:
         raise ValueError(
             f"batch size {batch} does not divide over the {mesh.size} devices of the mesh"
@@ -416,26 +418,32 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
         else:
             model = build_model(config, len(data.class_names))
         if config.init_from and not resuming:
-            init_from_run(model, config, data.class_names)
+            (task.init_from if task else init_from_run)(model, config, data.class_names)
         classifier_path = data.metadata.classifier_paths[0]
         tx, schedule = make_optimizer(config, total_steps, classifier_path)
         head_graphdef = classifier_graphdef(model, classifier_path)
         model_def, state = init_train_state(model, config, data.metadata, tx, mesh)
         del model
-        counts = np.bincount([r.label for r in data.train.records], minlength=len(data.class_names))
-        balanced = config.balanced_weighting(counts.tolist())
-        weights = balanced_class_weights(counts) if balanced else None
-        if config.class_weighting == "auto":
-            log.info(
-                "class weighting: %s (training classes %s)",
-                "balanced" if balanced else "none",
-                dict(zip(data.class_names, counts.tolist(), strict=True)),
+        weights = None
+        if not task:
+            counts = np.bincount(
+                [r.label for r in data.train.records], minlength=len(data.class_names)
             )
-        if solved_probe(config):
+            balanced = config.balanced_weighting(counts.tolist())
+            weights = balanced_class_weights(counts) if balanced else None
+            if config.class_weighting == "auto":
+                log.info(
+                    "class weighting: %s (training classes %s)",
+                    "balanced" if balanced else "none",
+                    dict(zip(data.class_names, counts.tolist(), strict=True)),
+                )
+        if solved_probe(config) and not task:
             return _solved_probe_run(
                 config, data, model_def, state, mesh, workdir, run_log, checkpoints, progress
             )
-        if config.transfer == "linear_probe":
+        if task:
+            setup = task.setup(config, data, model_def, tx, schedule, batch, mesh)
+        elif config.transfer == "linear_probe":
             setup = _probe_setup(
                 config,
                 data,

@@ -107,6 +107,10 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
 
     trained = inference.load_run(args.workdir, which=args.which)
     config = trained.config
+    if config.get("task") == "isl":  # dense per-pixel task: its own metrics and report
+        from engine.isl_report import evaluate_isl
+
+        return evaluate_isl(args, trained)
     source = open_eval_source(
         config,
         trained.class_names,

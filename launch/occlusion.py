@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from launch import image_inputs
 
     trained = inference.load_run(args.workdir, which=args.which)
+    inference.require_classification(trained, "launch.occlusion")
     meta = trained.metadata
     cfg = PreprocessConfig.from_metadata(
         meta, channels=trained.config.get("in_channels", meta.in_channels)

@@ -221,6 +221,7 @@ def predict_workdir(args: argparse.Namespace) -> int:
 
     try:
         trained = inference.load_run(args.workdir)
+        inference.require_classification(trained, "launch.predict")
         files = image_inputs.collect_files([str(p) for p in args.images])
     except (FileNotFoundError, ValueError) as e:
         print(f"launch.predict: error: {e}", file=sys.stderr)

@@ -38,7 +38,8 @@ HELP = {
     "in_channels": "1: grey input (pretrained first conv summed over RGB: same maths, 3x less input work)",
     "input_size": "input resolution (default: the weights' own)",
     "model_kwargs": "JSON dict of extra model options, e.g. '{\"drop_rate\": 0.3}'",
-    "dataset": "oct, chest_xray, chest_xray_pathogen, chest_xray_3class, folder, oct_sample, synthetic",
+    "dataset": "oct, chest_xray, chest_xray_pathogen, chest_xray_3class, folder, oct_sample, synthetic; "
+    "isl, isl/<condition>, isl_synthetic_a, isl_synthetic_b (task=isl)",
     "data_dir": "the unpacked archive (e.g. DIR/OCT2017 with train/ and test/)",
     "classes": "comma-separated class subset, first = label 0 (e.g. NORMAL,CNV for a binary task)",
     "val_fraction": "patient-level validation split carved from train",
@@ -73,6 +74,11 @@ HELP = {
     "final_split": "split evaluated with the best checkpoint at the end, full report via launch.evaluate "
     "(train, val, test; None to skip)",
     "progress": "show the progress bar",
+    "task": "auto (isl for the isl* data sets, else classification), classification, or isl "
+    "(In Silico Labeling: transmitted-light z-stack in, per-pixel fluorescence out)",
+    "labels": "isl: comma-separated fluorescence channels to predict (default: all in the data)",
+    "output_size": "isl: output side of a training crop; the input adds the model's margin",
+    "max_wells": "isl: train on N wells (a seeded nested order: the transfer budgets)",
 }
 
 def _flag_kwargs(annotation: Any) -> dict[str, Any]:

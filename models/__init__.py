@@ -8,6 +8,7 @@
 # Each family registers its models (and pretrained tags) when imported.
 from models import efficientnet_lite as _efficientnet_lite  # noqa: F401
 from models import inception_v3 as _inception_v3  # noqa: F401
+from models import isl as _isl  # noqa: F401
 from models import resnet as _resnet  # noqa: F401
 from models import small_cnn as _small_cnn  # noqa: F401
 from models.loading import WeightMismatchError, flat_state, load_flat_state

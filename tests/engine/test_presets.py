@@ -17,7 +17,8 @@ def test_every_preset_loads(name):
     assert isinstance(config, TrainConfig)
     assert TrainConfig.from_dict(config.to_dict()) == config
     if name.endswith("_smoke"):
-        assert config.dataset == "oct_sample" and config.steps is not None and config.steps <= 10
+        expected = "oct_sample" if config.task == "classification" else ("isl_synthetic_a", "isl_synthetic_b")
+        assert config.dataset in expected and config.steps is not None and config.steps <= 10
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
