@@ -4,9 +4,14 @@ Kermany et al. froze every convolution of an ImageNet Inception-V3, computed eac
 pooled "bottleneck" once, and trained only a new softmax layer on those (Adam, lr 1e-3,
 batches of 1,000, ~100 epochs). Here the backbone runs once over every image (sharded over
 the mesh, eval mode) to its ``pre_logits``; the features are kept on the host and in
-``<workdir>/cache/`` (so a resumed run skips them); then only the classifier trains, its
-batches drawn from the cache by a permutation that is a function of (seed, epoch), so a
-resumed run draws exactly the batches an uninterrupted one would.
+``<workdir>/cache/`` (so a resumed run skips them). Then only the classifier trains:
+
+- ``probe_solver="lbfgs"`` (default): :func:`solve_probe` solves it outright on train + val
+  (engine.probe_fit: L-BFGS to convergence, balanced weights, L2 by patient-grouped CV, a
+  nested-CV estimate), and :func:`with_classifier` writes it into the network;
+- ``probe_solver="steps"``: the paper's minibatch recipe, batches drawn from the cache by a
+  permutation that is a function of (seed, epoch), so a resumed run draws exactly the batches
+  an uninterrupted one would.
 """
 
 from __future__ import annotations
