@@ -251,7 +251,7 @@ def preset_names() -> list[str]:
 # In Silico Labeling (Christiansen et al., Cell 2018) on the synthetic wells of
 # data_pipelines.isl_synthetic: the dense task family (engine.dense_task) through the same
 # trainer. A small network (models/isl.py, width 8, 32 intensity bins instead of the paper's
-# 256) so that it trains on a 2-core CPU in minutes; docs/RESULTS_ISL.md holds the numbers.
+# 256) so that it trains on a 2-core CPU in minutes; docs/RESULTS.md ("In Silico Labeling") holds the numbers.
 _ISL: dict[str, Any] = {
     "task": "isl",
     "model": "isl",
