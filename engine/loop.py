@@ -110,6 +110,7 @@ def train_loop(
 
     def flush() -> dict[str, float]:
         nonlocal pending, untimed
+        jax.block_until_ready(pending)  # steps are dispatched asynchronously: time their end
         seconds = time.perf_counter() - tick
         summary = summarise(pending, step - len(pending) + 1, seconds, last_checkpoint, untimed)
         pending, untimed = [], 0
