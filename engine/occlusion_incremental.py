@@ -35,7 +35,7 @@ def _abstract_key(variables: Any) -> tuple:
     leaves = jax.tree.leaves(variables)
     return (
         jax.tree.structure(variables),
-        tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves),
+        tuple((tuple(np.shape(x)), x.dtype) for x in leaves),
     )
 
 
