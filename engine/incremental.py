@@ -370,33 +370,23 @@ def _read(
     return _overlay(out, v, win, sy - pads[0][0], sx - pads[1][0])
 
 
-OVERLAY = "select"
-
-
 def _overlay(context: Any, v: Patch, win: _Window, sy: Any, sx: Any) -> Any:
     """``context`` (a box of ``v.full`` starting at (sy, sx), unpadded coordinates, possibly
-    negative) with ``v``'s patch written over the part of it they share."""
-    zero = jnp.zeros((), jnp.int32)
+    negative) with ``v``'s patch written over the part of it they share.
+
+    The patch is gathered into context coordinates (rows, then columns, at clipped indices)
+    and selected where it lies: gathers of context size, no scatter (slow on XLA:CPU under
+    ``vmap``) and no padding of the patch by a context-sized margin (memory)."""
     h, w = v.data.shape[1:3]
     big_h, big_w = context.shape[1:3]
     py, px = win.start(v.ys, v.xs)
-    rel_y, rel_x = py - sy, px - sx  # the patch's origin in context coordinates
+    rows = jnp.arange(big_h) + (sy - py)  # patch row under each context row
+    cols = jnp.arange(big_w) + (sx - px)
     data = v.data.astype(context.dtype)
-    if OVERLAY == "scatter":
-        # a buffer with a patch-sized margin: a patch (partly) outside lands in the margin
-        buffer = jnp.pad(context, ((0, 0), (h, h), (w, w), (0, 0)))
-        buffer = lax.dynamic_update_slice(buffer, data, (zero, rel_y + h, rel_x + w, zero))
-        return buffer[:, h : h + big_h, w : w + big_w, :]
-    # the patch moved into context coordinates (a context-sized window of the patch padded by
-    # a context on each side), then selected where it lies
-    padded = jnp.pad(data, ((0, 0), (big_h, big_h), (big_w, big_w), (0, 0)))
-    shifted = lax.dynamic_slice(
-        padded, (zero, big_h - rel_y, big_w - rel_x, zero), (1, big_h, big_w, data.shape[-1])
-    )
-    iy = jnp.arange(big_h)[:, None]
-    ix = jnp.arange(big_w)[None, :]
-    inside = (iy >= rel_y) & (iy < rel_y + h) & (ix >= rel_x) & (ix < rel_x + w)
-    return jnp.where(inside[None, :, :, None], shifted, context)
+    placed = jnp.take(data, jnp.clip(rows, 0, h - 1), axis=1)
+    placed = jnp.take(placed, jnp.clip(cols, 0, w - 1), axis=2)
+    inside = ((rows >= 0) & (rows < h))[:, None] & ((cols >= 0) & (cols < w))[None, :]
+    return jnp.where(inside[None, :, :, None], placed, context)
 
 
 # ----------------------------------------------------------------------------- rules
