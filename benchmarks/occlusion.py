@@ -3,13 +3,15 @@
     python -m launch.benchmark --what=occlusion --images=2 --model=resnet50 --size=224 \
         --window=20 --stride=17 --max_batch=26 --rounds=3
 
-Prints JSON lines (benchmarks.report.emit). All four methods run in the same process on the
+Prints JSON lines (benchmarks.report.emit). With ``--families`` it runs the per-family
+comparison of the occlusion methods instead (``benchmarks.occlusion_methods``). All four methods run in the same process on the
 same random uint8 images and an untrained network of the same shape (throughput does not
 depend on the weights), interleaved over ``--rounds`` rounds (the machine is shared: a busy
 moment then slows every method). Rates: each method's best round; ratios: the median of the
 per-round ratios (``per_round`` and ``best_vs_best`` are printed too):
 - ``engine``: :func:`engine.occlusion.occlusion_sensitivity` over all N images in one call
-  (timed after a warm-up that compiles both programs);
+  (timed after a warm-up that compiles both programs), with ``--method`` (default the
+  engine's: incremental);
 - ``naive``: one occluded image per jitted forward, occlusion made in numpy on the host (the
   same ``--fill`` as the engine), over every window of ``--naive_images`` images;
 - ``monai``: ``monai.visualize.OcclusionSensitivity`` (one image per call, ``n_batch`` =
@@ -77,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="interleaved rounds of every method; the best of each is kept (default 2)",
     )
     p.add_argument("--skip", default="", help="comma list of peers not to run: naive,monai,ceiling")
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=("full", "incremental", "approximate"),
+        help="the engine's occlusion method (default: the engine's default)",
+    )
     return p
 
 
@@ -135,7 +143,11 @@ def engine_unit(
     from engine.mesh import make_mesh
 
     config = occlusion.OcclusionConfig(
-        window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
+        window=args.window,
+        stride=args.stride,
+        fill=args.fill,
+        max_batch=args.max_batch,
+        method=args.method or occlusion.DEFAULT_METHOD,
     )
     t = time.perf_counter()
     occlusion.occlusion_sensitivity(apply_fn, state, images[:1], config=config)
@@ -308,6 +320,11 @@ TARGETS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--families" in argv:  # per-family method comparison
+        from benchmarks import occlusion_methods
+
+        return occlusion_methods.main(argv)
     args = build_parser().parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
     if "monai" not in skip and (args.model not in MONAI_FAMILIES or args.fill != "zero"):
@@ -332,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch=args.max_batch,
         images=args.images,
         windows_per_image=windows,
+        method=args.method or "default",
         rounds=args.rounds,
         **machine(),
     )

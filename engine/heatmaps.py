@@ -126,6 +126,8 @@ def write_study(
         "window": config.window,
         "stride": config.stride,
         "fill": config.fill,
+        "method": config.method,
+        **dict(zip(("tau", "drill_down"), config.approximation, strict=True)),
         "windows_per_image": int(result.drops.shape[1] * result.drops.shape[2]),
         "input_shape": list(result.image_shape),
         **(provenance or {}),

@@ -38,6 +38,13 @@ import numpy as np
 from jax.sharding import Mesh
 
 FILLS = ("zero", "mean", "blur")
+# full: every occluded copy through the whole network; incremental: only the patch each
+# window changes, layer by layer (exact; engine.incremental); approximate: incremental with
+# Krypton's projective-field threshold tau and/or adaptive drill-down (engine.occlusion_incremental).
+METHODS = ("full", "incremental", "approximate")
+DEFAULT_METHOD = "incremental"
+APPROXIMATE_TAU = 0.5  # what method="approximate" uses when neither tau nor drill_down is set
+APPROXIMATE_DRILL_DOWN = 0.25
 ApplyFn = Callable[[Any, jax.Array], Any]  # (variables, float32 images [B,H,W,C]) -> logits [B,K]
 ProgressFn = Callable[[int, int], None]  # (occluded copies done, total)
 
@@ -51,12 +58,39 @@ class OcclusionConfig:
     fill: str = "zero"
     max_batch: int = 256
     blur_sigma: float | None = None
+    method: str = DEFAULT_METHOD
+    tau: float | None = None  # approximate: cap each layer's patch at this fraction of its map
+    drill_down: float | None = None  # approximate: refine around this top fraction of windows
+    drill_down_factor: int = 2  # approximate: the coarse pass uses stride * factor
 
     def __post_init__(self) -> None:
         if self.fill not in FILLS:
             raise ValueError(f"fill {self.fill!r} is not one of {FILLS}")
         if self.window < 1 or self.stride < 1 or self.max_batch < 1:
             raise ValueError(f"window, stride and max_batch must be >= 1: {self}")
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r} is not one of {METHODS}")
+        if self.method != "approximate" and (self.tau is not None or self.drill_down is not None):
+            raise ValueError(f"tau and drill_down need method='approximate', got {self.method!r}")
+        if self.tau is not None and not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.drill_down is not None and not 0.0 < self.drill_down <= 1.0:
+            raise ValueError(f"drill_down must be in (0, 1], got {self.drill_down}")
+        if self.drill_down_factor < 2:
+            raise ValueError(f"drill_down_factor must be >= 2, got {self.drill_down_factor}")
+
+    @property
+    def approximation(self) -> tuple[float | None, float | None]:
+        """(tau, drill-down fraction) in effect: both None unless method is approximate."""
+        if self.method != "approximate":
+            return None, None
+        if self.tau is None and self.drill_down is None:
+            return APPROXIMATE_TAU, APPROXIMATE_DRILL_DOWN
+        return self.tau, self.drill_down
+
+    def exact(self) -> OcclusionConfig:
+        """The same occluder computed exactly (incremental), for fidelity checks."""
+        return dataclasses.replace(self, method="incremental", tau=None, drill_down=None)
 
     @property
     def sigma(self) -> float:
@@ -204,7 +238,8 @@ def _logits(apply_fn: ApplyFn, variables: Any, images: jax.Array) -> jax.Array:
 @functools.lru_cache(maxsize=16)
 def _compiled(apply_fn: ApplyFn, config: OcclusionConfig, mesh: Mesh):
     """The two jitted programs for one (model, occluder, mesh): plain softmax and chunk drops."""
-    from engine.mesh import batch_sharding, replicated as replicated_sharding
+    from engine.mesh import batch_sharding
+    from engine.mesh import replicated as replicated_sharding
 
     replicated, batch = replicated_sharding(mesh), batch_sharding(mesh)
 
@@ -312,6 +347,29 @@ def occlusion_sensitivity(
             f"targets must be {n} class indices below {probabilities.shape[1]}, got {targets}"
         )
 
+    if config.method != "full":
+        occluded = _incremental_occluded(
+            apply_fn,
+            variables,
+            images,
+            targets,
+            config,
+            mesh,
+            progress,
+            (len(ys), len(xs)),
+            probabilities[np.arange(n), targets],
+        )
+        base = probabilities[np.arange(n), targets]
+        return OcclusionResult(
+            probabilities=probabilities,
+            targets=targets,
+            drops=(base[:, None, None] - occluded).astype(np.float32),
+            ys=ys,
+            xs=xs,
+            window=config.window,
+            image_shape=(h, w),
+        )
+
     origins = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
     per_image = len(origins)
     total = n * per_image
@@ -367,6 +425,53 @@ def occlusion_sensitivity(
         window=config.window,
         image_shape=(h, w),
     )
+
+
+def _incremental_occluded(
+    apply_fn: ApplyFn,
+    variables: Any,
+    images: np.ndarray,
+    targets: np.ndarray,
+    config: OcclusionConfig,
+    mesh: Mesh,
+    progress: ProgressFn | None,
+    grid: tuple[int, int],
+    base: np.ndarray,
+) -> np.ndarray:
+    """``[N, gy, gx]`` occluded target probabilities by incremental inference; with
+    drill-down, the coarse grid first, then the full grid around its largest drops."""
+    from engine import occlusion_incremental as inc
+
+    tau, fraction = config.approximation
+    n = len(images)
+    run = functools.partial(
+        inc.window_probabilities,
+        apply_fn,
+        variables,
+        images,
+        targets=targets,
+        config=config,
+        mesh=mesh,
+        tau=tau,
+        progress=progress,
+    )
+    if fraction is None:
+        every = np.stack(np.meshgrid(*map(np.arange, grid), indexing="ij"), -1).reshape(-1, 2)
+        got = run([every] * n)
+        return np.stack(got).reshape(n, *grid)
+    coarse_pairs, axes = inc.drill_down_pairs(grid, config.drill_down_factor)
+    coarse = run([coarse_pairs] * n)
+    maps, fine_pairs = [], []
+    for i in range(n):
+        coarse_map = coarse[i].reshape(len(axes[0]), len(axes[1]))
+        maps.append(inc.interpolate_coarse(coarse_map, axes, grid))
+        fine_pairs.append(
+            inc.refine_pairs(base[i] - coarse_map, axes, grid, fraction, config.drill_down_factor)
+        )
+    fine = run(fine_pairs)
+    for i in range(n):
+        maps[i][fine_pairs[i][:, 0], fine_pairs[i][:, 1]] = fine[i]
+    return np.stack(maps)
 
 
 def nnx_apply_fn(model: Any) -> tuple[ApplyFn, Any]:

@@ -7,7 +7,13 @@ Loads the run's best checkpoint, prepares every image as in evaluation (the run'
 metadata), slides a ``--window`` box of ``--fill`` with ``--stride`` over each, and records
 the drop of the target class's probability (``--target=predicted`` or the folder ``label``).
 All images go through one batched, mesh-sharded computation in chunks of ``--max_batch``
-occluded copies. Writes into ``--out``: ``heatmaps.npz``, ``overlays/*.png`` (original image |
+occluded copies. ``--method``: ``incremental`` (default; exact to float rounding) recomputes
+per window only the patch of each layer the box changes, from the unoccluded image's cached
+layer outputs (``engine.incremental``); ``full`` runs every occluded copy through the whole
+network; ``approximate`` adds ``--tau`` (cap each layer's patch at that fraction of its map)
+and/or ``--drill_down`` (a coarse pass, then the full stride only around its top fraction of
+windows), and reports its fidelity against the exact map (peak-window agreement, SSIM; the
+exact map costs an extra incremental run, ``--no_fidelity`` skips it). Writes into ``--out``: ``heatmaps.npz``, ``overlays/*.png`` (original image |
 heat over the original, mapped back through the centre crop, longer side at most 1024 px;
 cyan = largest-drop window, green = lesion), ``index.html`` and ``summary.json``.
 With lesion boxes (``--boxes``, or a ``boxes.json`` above the images, as
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="class whose probability is tracked: the unoccluded prediction, or the label "
         "given by each image's parent folder (default predicted)",
     )
+    add_method_flags(p)
     p.add_argument(
         "--max_batch",
         type=int,
@@ -90,6 +97,91 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runtime.add_device_flags(p)
     return p
+
+
+def add_method_flags(p: argparse.ArgumentParser) -> None:
+    """``--method``, ``--tau``, ``--drill_down`` (shared with ``launch.predict --heatmaps``)."""
+    from engine.occlusion import (
+        APPROXIMATE_DRILL_DOWN,
+        APPROXIMATE_TAU,
+        DEFAULT_METHOD,
+        METHODS,
+    )
+
+    p.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        choices=METHODS,
+        help="full: every occluded copy through the whole network; incremental: only the patch "
+        "each window changes, layer by layer (exact to float rounding); approximate: "
+        f"incremental with --tau and/or --drill_down (default {DEFAULT_METHOD})",
+    )
+    p.add_argument(
+        "--tau",
+        type=float,
+        default=None,
+        help="approximate: cap each layer's changed patch at this fraction of its feature map "
+        f"(Krypton's projective-field threshold; default {APPROXIMATE_TAU} when neither "
+        "--tau nor --drill_down is given)",
+    )
+    p.add_argument(
+        "--drill_down",
+        type=float,
+        default=None,
+        help="approximate: windows at --drill_down_factor x the stride first, then the full "
+        "stride only around this top fraction of them (default "
+        f"{APPROXIMATE_DRILL_DOWN} when neither --tau nor --drill_down is given)",
+    )
+    p.add_argument(
+        "--drill_down_factor", type=int, default=2, help="coarse-pass stride multiple (default 2)"
+    )
+    p.add_argument(
+        "--no_fidelity",
+        action="store_true",
+        help="approximate: skip the exact map that every approximate run is compared with "
+        "(peak agreement, SSIM)",
+    )
+
+
+def method_fields(args: argparse.Namespace) -> dict:
+    """The OcclusionConfig fields of the method flags."""
+    return {
+        "method": args.method,
+        "tau": args.tau,
+        "drill_down": args.drill_down,
+        "drill_down_factor": args.drill_down_factor,
+    }
+
+
+def run_with_fidelity(occlusion, apply_fn, state, images, *, config, mesh, fidelity=True, **kwargs):
+    """``occlusion_sensitivity``; for an approximate config (unless ``fidelity`` is False) also
+    the exact map and the approximation's fidelity (printed, and returned for the summary)."""
+    from engine import heatmap_fidelity
+
+    start = time.perf_counter()
+    result = occlusion.occlusion_sensitivity(
+        apply_fn, state, images, config=config, mesh=mesh, **kwargs
+    )
+    seconds = time.perf_counter() - start
+    extra: dict = {"method": config.method, "seconds": round(seconds, 2)}
+    if config.method == "approximate" and fidelity:
+        kwargs.pop("progress", None)
+        start = time.perf_counter()
+        exact = occlusion.occlusion_sensitivity(
+            apply_fn, state, images, config=config.exact(), mesh=mesh, **kwargs
+        )
+        scores = heatmap_fidelity.compare(result, exact)
+        scores["exact_seconds"] = round(time.perf_counter() - start, 2)
+        extra["fidelity"] = scores
+        print(
+            f"approximate vs exact ({scores['images']} images): peak window agrees on "
+            f"{100 * scores['peak_agreement']:.1f}% (overlaps on "
+            f"{100 * scores['peak_overlap']:.1f}%), SSIM mean {scores['ssim_mean']:.3f} "
+            f"(min {scores['ssim_min']:.3f}); approximate {seconds:.1f} s, exact "
+            f"{scores['exact_seconds']:.1f} s",
+            flush=True,
+        )
+    return result, seconds, extra
 
 
 def _progress(label: str, every_s: float = 10.0):
@@ -157,11 +249,12 @@ def run(args: argparse.Namespace) -> int:
         fill=args.fill,
         max_batch=args.max_batch,
         blur_sigma=args.blur_sigma,
+        **method_fields(args),
     )
     apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
     mesh = make_mesh(args.devices)
-    start = time.perf_counter()
-    result = occlusion.occlusion_sensitivity(
+    result, seconds, method_info = run_with_fidelity(
+        occlusion,
         apply_fn,
         state,
         loaded.images,
@@ -169,8 +262,8 @@ def run(args: argparse.Namespace) -> int:
         mesh=mesh,
         targets=labels if args.target == "label" else None,
         progress=_progress("occluded forwards"),
+        fidelity=not args.no_fidelity,
     )
-    seconds = time.perf_counter() - start
     provenance = {
         "workdir": str(args.workdir),
         "model": trained.config["model"],
@@ -180,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
         "devices": mesh.size,
         "seconds": round(seconds, 2),
         "unreadable": loaded.errors,
+        **method_info,
     }
     summary = heatmaps.write_study(
         args.out,

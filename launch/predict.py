@@ -21,7 +21,10 @@ prediction,p_<class>...,referral`` (patient parsed from the file name by
 ``data_pipelines.naming.patient_of``; label from a parent folder named after a class).
 ``--heatmaps`` also writes the occlusion test's heatmaps, overlays and gallery into
 ``--heatmaps_dir`` (default ``<workdir>/heatmaps``; ``launch.occlusion`` defaults: window 20,
-stride 4, black box). Every class's probability is written, so ``--top_k`` is refused here.
+stride 4, black box; ``--method`` (default incremental: exact, only each window's changed
+patch recomputed), ``--tau``/``--drill_down`` for the approximate method, whose fidelity to
+the exact map is printed unless ``--no_fidelity``). Every class's probability is written, so
+``--top_k`` is refused here.
 """
 
 from __future__ import annotations
@@ -168,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --workdir: also write occlusion heatmaps, overlays and a gallery")
     p.add_argument("--heatmaps_dir", type=Path, metavar="DIR",
                    help="where --heatmaps writes (default <workdir>/heatmaps); implies --heatmaps")
+    from launch.occlusion import add_method_flags
+
+    add_method_flags(p.add_argument_group("--heatmaps method (as launch.occlusion)"))
     p.add_argument("--arch", help="refuse weights for any other architecture (optional check)")
     p.add_argument("--top_k", type=int, default=None,
                    help="with --pretrained: classes per image (default 5); --workdir writes all")
@@ -218,6 +224,7 @@ def predict_workdir(args: argparse.Namespace) -> int:
     from engine import heatmaps, inference, occlusion, report
     from engine.mesh import make_mesh
     from launch import image_inputs
+    from launch.occlusion import method_fields, run_with_fidelity
 
     try:
         trained = inference.load_run(args.workdir)
@@ -231,7 +238,11 @@ def predict_workdir(args: argparse.Namespace) -> int:
     loaded = image_inputs.load_files(files, cfg)
     if loaded.paths:
         apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
-        config = occlusion.OcclusionConfig(max_batch=BATCH_SIZE * 4)
+        try:
+            config = occlusion.OcclusionConfig(max_batch=BATCH_SIZE * 4, **method_fields(args))
+        except ValueError as e:
+            print(f"launch.predict: error: {e}", file=sys.stderr)
+            return 2
         mesh = make_mesh()
         probs = occlusion.unoccluded_probabilities(apply_fn, state, loaded.images, config=config, mesh=mesh)
         labels = image_inputs.labels_from_folders(loaded.paths, names, strict=False)
@@ -246,9 +257,12 @@ def predict_workdir(args: argparse.Namespace) -> int:
             print(f"wrote {args.out} ({len(rows)} images)")
         if args.heatmaps or args.heatmaps_dir is not None:
             out_dir = args.heatmaps_dir or Path(args.workdir) / "heatmaps"
-            result = occlusion.occlusion_sensitivity(apply_fn, state, loaded.images, config=config, mesh=mesh)
+            result, _, method_info = run_with_fidelity(
+                occlusion, apply_fn, state, loaded.images, config=config, mesh=mesh,
+                fidelity=not args.no_fidelity)
             heatmaps.write_study(out_dir, result, loaded.images, loaded.paths, names, config,
-                                 labels=labels, provenance={"workdir": str(args.workdir)},
+                                 labels=labels,
+                                 provenance={"workdir": str(args.workdir), **method_info},
                                  geometry=(cfg.input_size, cfg.resize_size))
             print(f"wrote heatmaps of {len(loaded.paths)} images to {out_dir}")
     for line in loaded.errors:

@@ -178,6 +178,29 @@ def test_occlusion_writes_heatmaps_overlays_and_lesion_check(trained_run, tmp_pa
     assert "lesion check" in captured.out
 
 
+def test_occlusion_approximate_reports_its_fidelity_and_full_equals_incremental(
+    trained_run, tmp_path, capsys
+):
+    workdir, data = trained_run
+    common = [f"--workdir={workdir}", f"--images={data / 'test' / 'CNV'}", "--window=8",
+              "--stride=4", "--max_batch=64", "--no_overlays", "--devices=2"]
+    drops = {}
+    for method in ("full", "incremental", "approximate"):
+        out = tmp_path / method
+        extra = ["--tau=0.5", "--drill_down=0.3"] if method == "approximate" else []
+        assert occlusion.main([*common, f"--method={method}", *extra, f"--out={out}"]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["method"] == method
+        with np.load(out / "heatmaps.npz", allow_pickle=False) as z:
+            drops[method] = z["drops"]
+    np.testing.assert_allclose(drops["incremental"], drops["full"], atol=1e-5)
+    assert summary["tau"] == 0.5 and summary["drill_down"] == 0.3
+    fidelity = summary["fidelity"]
+    assert fidelity["images"] == PER_CLASS_TEST and 0 <= fidelity["peak_agreement"] <= 1
+    assert "SSIM" in capsys.readouterr().out
+    assert occlusion.main([*common, "--tau=0.5", f"--out={tmp_path / 'bad'}"]) == 1
+
+
 @pytest.mark.parametrize("hw", [(200, 300), (1600, 2400)])
 def test_overlay_on_original_puts_the_heat_on_the_patch(tmp_path, hw):
     """Heat planted at model-input pixels lands on the matching original pixels (crop mapped

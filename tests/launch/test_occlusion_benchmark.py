@@ -35,13 +35,45 @@ def test_small_cnn_rows_and_ratios(capsys):
     assert rows["occlusion/naive/occluded_forwards_per_s"]["forwards"] == 16
 
 
+def test_method_comparison_per_family(capsys):
+    code = benchmark.main(
+        [
+            "--what=occlusion",
+            "--families",
+            "small_cnn",
+            "--size=32",
+            "--window=8",
+            "--stride=4",
+            "--sample_windows=9",
+            "--max_batch=8",
+            "--rounds=1",
+        ]
+    )
+    assert code == 0
+    rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.strip().splitlines())}
+    assert rows["occlusion/small_cnn/incremental_max_abs_error"]["value"] <= 1e-5
+    assert rows["occlusion/small_cnn/flop_bound"]["value"] > 1
+    for method in ("full", "incremental", "approximate"):
+        assert rows[f"occlusion/small_cnn/{method}/windows_per_s"]["windows_timed"] == 9
+    assert "ratio_to_bound" in rows["occlusion/small_cnn/incremental_vs_full"]
+
+
 @pytest.mark.parametrize("fill", ["zero", "mean"])
 def test_naive_peer_computes_the_engines_heatmap(fill):
     """The naive loop occludes with the same --fill as the engine: the same drops."""
     from engine import occlusion
 
-    args = types.SimpleNamespace(model="small_cnn", channels=1, classes=4, window=8, stride=8,
-                                 size=32, max_batch=8, naive_images=2, fill=fill)
+    args = types.SimpleNamespace(
+        model="small_cnn",
+        channels=1,
+        classes=4,
+        window=8,
+        stride=8,
+        size=32,
+        max_batch=8,
+        naive_images=2,
+        fill=fill,
+    )
     apply_fn, state = bench._jax_model(args)
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 1), dtype=np.uint8)
     unit = bench.naive_unit(args, apply_fn, state, images, windows=16)
