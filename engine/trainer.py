@@ -56,6 +56,7 @@ from models.metadata import WeightMetadata
 
 log = logging.getLogger(__name__)
 
+
 @dataclasses.dataclass
 class RunSummary:
     """What a finished (or stopped) run did; also printed by ``launch.train``."""
@@ -232,17 +233,9 @@ def _probe_setup(
 ) -> StepSetup:
     """Linear probe: features once, then the classifier on the cache."""
     classifier_path = model_def.classifier_path
-    features = {
-        "model_def": model_def,
-        "state": state,
-        "config": config,
-        "metadata": data.metadata,
-        "mesh": mesh,
-        "eval_cfg": data.eval_cfg,
-        "workdir": workdir,
-        "log": run_log,
-    }
-    train_x, train_y, _ = cached_features(source=data.train, **features)
+    (train_x, train_y, _), *val = _split_features(
+        config, data, model_def, state, mesh, workdir, run_log
+    )
     batches = FeatureBatches(
         train_x,
         train_y,
@@ -253,10 +246,29 @@ def _probe_setup(
     )
     step_fn = make_probe_step(head_graphdef, classifier_path, tx, schedule, config, mesh, weights)
     evaluate = None
-    if data.val is not None:
-        val_x, val_y, _ = cached_features(source=data.val, **features)
+    if val:
+        ((val_x, val_y, _),) = val
         evaluate = make_probe_evaluator(head_graphdef, classifier_path, val_x, val_y, mesh)
     return StepSetup(step_fn, batches, None, evaluate)
+
+
+def _split_features(config, data, model_def, state, mesh, workdir, run_log) -> list[Any]:
+    """Cached (features, labels, records) of the train split, then of val when there is one."""
+    sources = [data.train] + ([] if data.val is None else [data.val])
+    return [
+        cached_features(
+            source=source,
+            model_def=model_def,
+            state=state,
+            config=config,
+            metadata=data.metadata,
+            mesh=mesh,
+            eval_cfg=data.eval_cfg,
+            workdir=workdir,
+            log=run_log,
+        )
+        for source in sources
+    ]
 
 
 def _solved_probe_run(
@@ -280,19 +292,7 @@ def _solved_probe_run(
     if done is not None:
         progress.message(f"{workdir.root} already holds the fitted probe (step {done})")
         return RunSummary(workdir.root, done, 1, None, done, checkpoints.best_step(), [])
-    features = {
-        "model_def": model_def,
-        "state": state,
-        "config": config,
-        "metadata": data.metadata,
-        "mesh": mesh,
-        "eval_cfg": data.eval_cfg,
-        "workdir": workdir,
-        "log": run_log,
-    }
-    parts = [cached_features(source=data.train, **features)]
-    if data.val is not None:
-        parts.append(cached_features(source=data.val, **features))
+    parts = _split_features(config, data, model_def, state, mesh, workdir, run_log)
     solved = solve_probe(parts, config, len(data.class_names), run_log)
     params = with_classifier(state.params, model_def.classifier_path, solved.classifier)
     state = state.replace(params=place_replicated(params, mesh), step=state.step + 1)
@@ -312,9 +312,7 @@ def write_cv_report(out: Path, solved: Any, class_names: tuple[str, ...], config
     from engine import metrics, report
 
     patients = [r.patient for r in solved.records]
-    evaluation = metrics.evaluate(
-        solved.cv.oof_probabilities, solved.labels, patients, class_names
-    )
+    evaluation = metrics.evaluate(solved.cv.oof_probabilities, solved.labels, patients, class_names)
     provenance = {
         "workdir": str(config.workdir),
         "model": config.model,
@@ -333,7 +331,10 @@ def write_cv_report(out: Path, solved: Any, class_names: tuple[str, ...], config
         "l2_table": solved.cv.table(),
     }
     rows = report.prediction_rows(
-        [r.path for r in solved.records], patients, solved.labels, solved.cv.oof_probabilities,
+        [r.path for r in solved.records],
+        patients,
+        solved.labels,
+        solved.cv.oof_probabilities,
         class_names,
     )
     return report.write_report(out, evaluation, provenance, rows)
@@ -413,8 +414,9 @@ def train(config: TrainConfig, mesh: Mesh, *, stop: StopRequest | None = None) -
 
         if resuming:  # random init of the same shapes; the checkpoint overwrites every weight
             kwargs = {**data.metadata.model_kwargs, **config.model_kwargs}
-            model = build_model(config.replace(model_kwargs=kwargs), len(data.class_names),
-                                pretrained=False)
+            model = build_model(
+                config.replace(model_kwargs=kwargs), len(data.class_names), pretrained=False
+            )
         else:
             model = build_model(config, len(data.class_names))
         if config.init_from and not resuming:
