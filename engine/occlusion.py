@@ -12,6 +12,9 @@ through the model's batched forward (eval mode) and reduced to the target probab
 only ``max_batch`` floats per chunk come back to the host. Chunks are dispatched ahead of the
 host (two in flight), so hundreds of images go through one call with bounded memory. The
 inputs are host arrays of this process: one process (any number of local devices).
+That is ``method="full"``. ``"incremental"`` (the default; exact) and ``"approximate"``
+recompute per window only the patch each layer changes (``engine.occlusion_incremental``,
+``engine.incremental``), one image per chunk, under the same conventions and outputs.
 
 Conventions:
 - Window origins along an axis of length L are ``0, stride, ..., <= L - window``
