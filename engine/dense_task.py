@@ -31,10 +31,10 @@ from jax.sharding import Mesh
 import models
 from engine.config import TrainConfig
 from engine.losses import masked_pixel_cross_entropy
-from engine.mesh import batch_sharding, replicated
+from engine.mesh import batch_sharding
 from engine.pixel_metrics import pearson_by_label, well_sums
 from engine.state import ModelDef, TrainState
-from engine.steps import Forward, TrainStep, compute_dtype, make_forward
+from engine.steps import Forward, TrainStep, compute_dtype, jit_train_step, make_forward
 from engine.validation import host_rows
 
 log = logging.getLogger(__name__)
@@ -291,12 +291,7 @@ def make_dense_train_step(
         )
         return new_state, metrics
 
-    return jax.jit(
-        step,
-        in_shardings=(replicated(mesh), batch_sharding(mesh)),
-        out_shardings=(replicated(mesh), replicated(mesh)),
-        donate_argnums=0,
-    )
+    return jit_train_step(step, mesh)
 
 
 def _global_rows(rows: np.ndarray, mesh: Mesh) -> jax.Array:

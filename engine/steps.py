@@ -99,6 +99,12 @@ def make_train_step(
         )
         return new_state, metrics
 
+    return jit_train_step(step, mesh)
+
+
+def jit_train_step(step: Callable, mesh: Mesh) -> Callable:
+    """``step(state, batch) -> (state, metrics)`` jitted the one way every task trains:
+    state replicated and donated, batch sharded on the data axis, metrics replicated."""
     return jax.jit(
         step,
         in_shardings=(replicated(mesh), batch_sharding(mesh)),
