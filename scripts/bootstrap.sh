@@ -23,7 +23,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
       "$venv/bin/python" -m pip install "torch==2.13.0"
       "$venv/bin/python" -m pip install -e ".$extras"
     else
-      "$venv/bin/python" -m pip install --upgrade -e . pytest
+      "$venv/bin/python" -m pip install --upgrade -e ".[jaxtest]"
     fi
   } >"$venv.log" 2>&1 || { tail -n 40 "$venv.log" >&2; echo "[bootstrap] failed; see $venv.log" >&2; exit 1; }
   echo "$want" > "$stamp"
