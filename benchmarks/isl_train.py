@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from benchmarks.report import compiled_flops, emit, machine
+from benchmarks.report import compiled_flops, emit, machine, mean_step_seconds
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -139,12 +139,8 @@ def measure_torch(args: argparse.Namespace, in_size: int) -> dict[str, float]:
         masked_pixel_loss(net(image), target, mask).backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    return {"step_s": (time.perf_counter() - t0) / args.steps, "threads": torch.get_num_threads()}
+    step_s = mean_step_seconds(step, warmup=args.warmup, steps=args.steps)
+    return {"step_s": step_s, "threads": torch.get_num_threads()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def mean_step_seconds(step, *, warmup: int, steps: int) -> float:
+    """Mean wall time of ``step()`` over ``steps`` calls after ``warmup`` untimed ones (a
+    synchronous peer, e.g. an eager PyTorch training step)."""
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
 def timed(fn, *, repeat: int = 3, warmup: int = 1) -> float:
     """Best wall time of ``fn()`` over ``repeat`` runs after ``warmup`` (seconds)."""
     for _ in range(warmup):

@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from benchmarks.report import compiled_flops, emit, machine
+from benchmarks.report import compiled_flops, emit, machine, mean_step_seconds
 
 # Dense bf16 peak FLOP/s by device kind substring (ANCHORS.md "Hardware peaks").
 PEAK_BF16 = {
@@ -230,12 +230,7 @@ def measure_torch(args: argparse.Namespace, size: int) -> dict[str, float] | Non
         loss.backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    step_s = (time.perf_counter() - t0) / args.steps
+    step_s = mean_step_seconds(step, warmup=args.warmup, steps=args.steps)
     return {
         "step_s": step_s,
         "images_per_sec": args.batch / step_s,

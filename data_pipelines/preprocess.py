@@ -81,7 +81,7 @@ class PreprocessConfig:
     @property
     def resize_size(self) -> int:
         """Shorter side after resizing, before the centre crop."""
-        return int(math.floor(self.input_size / self.crop_fraction + 0.5))
+        return math.floor(self.input_size / self.crop_fraction + 0.5)
 
     @property
     def output_shape(self) -> tuple[int, int, int]:

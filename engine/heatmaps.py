@@ -106,21 +106,21 @@ def write_study(
     labels = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
     maps = result.pixel_maps()
     peaks = result.peak_boxes()
-    arrays: dict[str, Any] = dict(
-        paths=np.asarray(list(paths), dtype=str),
-        labels=labels,
-        targets=result.targets,
-        probabilities=result.probabilities.astype(np.float32),
-        drops=result.drops,
-        maps=maps.astype(np.float16),
-        ys=result.ys,
-        xs=result.xs,
-        peak_boxes=peaks,
-        class_names=np.asarray(list(class_names), dtype=str),
-        window=config.window,
-        stride=config.stride,
-        fill=np.asarray(config.fill),
-    )
+    arrays: dict[str, Any] = {
+        "paths": np.asarray(list(paths), dtype=str),
+        "labels": labels,
+        "targets": result.targets,
+        "probabilities": result.probabilities.astype(np.float32),
+        "drops": result.drops,
+        "maps": maps.astype(np.float16),
+        "ys": result.ys,
+        "xs": result.xs,
+        "peak_boxes": peaks,
+        "class_names": np.asarray(list(class_names), dtype=str),
+        "window": config.window,
+        "stride": config.stride,
+        "fill": np.asarray(config.fill),
+    }
     summary: dict[str, Any] = {
         "images": n,
         "window": config.window,
@@ -151,14 +151,23 @@ def write_study(
         if overlays:
             original = _read_original(path) if geometry is not None else None
             if original is not None:
-                overlay_on_original_png(out / png, original, maps[i], input_size=geometry[0],
-                                        resize_size=geometry[1], peak_box=peaks[i], lesion_box=box)
+                overlay_on_original_png(
+                    out / png,
+                    original,
+                    maps[i],
+                    input_size=geometry[0],
+                    resize_size=geometry[1],
+                    peak_box=peaks[i],
+                    lesion_box=box,
+                )
             else:
                 overlay_png(out / png, images[i], maps[i], peak_box=peaks[i], lesion_box=box)
         target = int(result.targets[i])
         lines = [
-            f"predicted {class_names[int(np.argmax(result.probabilities[i]))]} "
-            f"({100 * result.probabilities[i].max():.1f}%)",
+            (
+                f"predicted {class_names[int(np.argmax(result.probabilities[i]))]} "
+                f"({100 * result.probabilities[i].max():.1f}%)"
+            ),
             f"target {class_names[target]}: largest drop {result.drops[i].max():.3f}",
         ]
         if labels[i] >= 0:
@@ -171,9 +180,11 @@ def write_study(
         if progress is not None:
             progress(i + 1, n)
     lines = [
-        f"{n} images, window {config.window} px, stride {config.stride} px, fill {config.fill}; "
-        "heat = drop of the target class's probability when the box covers that spot "
-        "(cyan: largest-drop window, green: known lesion)."
+        (
+            f"{n} images, window {config.window} px, stride {config.stride} px, fill {config.fill}; "
+            "heat = drop of the target class's probability when the box covers that spot "
+            "(cyan: largest-drop window, green: known lesion)."
+        )
     ]
     check = summary.get("lesion_check")
     if check and check["images_with_lesion"]:

@@ -78,12 +78,16 @@ def roc_svg(
         return round(pad_t + (hi_y - tpr) / (hi_y - lo_y) * plot, 2)
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(size, 480)}" '
-        f'height="{size + 22 + 18 * (len(series) + len(markers))}" '
-        f'font-family="sans-serif" font-size="11">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(size, 480)}" '
+            f'height="{size + 22 + 18 * (len(series) + len(markers))}" '
+            f'font-family="sans-serif" font-size="11">'
+        ),
         f'<text x="{pad_l}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
-        f'<defs><clipPath id="c{id(series)}"><rect x="{pad_l}" y="{pad_t}" width="{plot}" height="{plot}"/>'
-        "</clipPath></defs>",
+        (
+            f'<defs><clipPath id="c{id(series)}"><rect x="{pad_l}" y="{pad_t}" width="{plot}" height="{plot}"/>'
+            "</clipPath></defs>"
+        ),
         f'<rect x="{pad_l}" y="{pad_t}" width="{plot}" height="{plot}" fill="white" stroke="#444"/>',
     ]
     for k in range(6):
@@ -148,11 +152,15 @@ def confusion_svg(counts: np.ndarray, class_names: Sequence[str], *, cell: int =
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     width, height = left + k * cell + 10, top + k * cell + 30
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-        'font-size="11">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+            'font-size="11">'
+        ),
         f'<text x="{left + k * cell / 2}" y="14" text-anchor="middle" font-weight="bold">predicted</text>',
-        f'<text transform="translate(14,{top + k * cell / 2}) rotate(-90)" text-anchor="middle" '
-        'font-weight="bold">true</text>',
+        (
+            f'<text transform="translate(14,{top + k * cell / 2}) rotate(-90)" text-anchor="middle" '
+            'font-weight="bold">true</text>'
+        ),
     ]
     for j, name in enumerate(class_names):
         parts.append(
@@ -203,8 +211,10 @@ def range_strip_svg(
         return round(left + min(max(v, 0.0), scale_max) / scale_max * plot, 2)
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="74" font-family="sans-serif" '
-        'font-size="11">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="74" font-family="sans-serif" '
+            'font-size="11">'
+        ),
         f'<text x="{left}" y="14" font-weight="bold">{html.escape(title)}</text>',
         f'<line x1="{left}" y1="40" x2="{left + plot}" y2="40" stroke="#444"/>',
         f'<rect x="{px(low)}" y="32" width="{px(high) - px(low)}" height="16" fill="#cfe3f7" stroke="#1f77b4"/>',
@@ -224,8 +234,15 @@ def range_strip_svg(
 
 
 def scatter_svg(
-    title: str, x: np.ndarray, y: np.ndarray, *, x_label: str, y_label: str, size: int = 260,
-    max_points: int = 1500, seed: int = 0,
+    title: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    x_label: str,
+    y_label: str,
+    size: int = 260,
+    max_points: int = 1500,
+    seed: int = 0,
 ) -> str:
     """A square scatter of ``y`` against ``x`` on [0, 1] x [0, 1] with the identity line.
 
@@ -238,7 +255,9 @@ def scatter_svg(
     left, top, plot = 40, 24, size - 56
     px = lambda v: round(left + float(np.clip(v, 0, 1)) * plot, 1)
     py = lambda v: round(top + (1 - float(np.clip(v, 0, 1))) * plot, 1)
-    dots = "".join(f'<circle cx="{px(a)}" cy="{py(b)}" r="1.2"/>' for a, b in zip(x, y, strict=True))
+    dots = "".join(
+        f'<circle cx="{px(a)}" cy="{py(b)}" r="1.2"/>' for a, b in zip(x, y, strict=True)
+    )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-family="sans-serif" '
         f'font-size="11"><text x="{left}" y="14" font-weight="bold">{html.escape(title)}</text>'

@@ -135,7 +135,7 @@ def test_linear_probe_leaves_out_an_undecodable_image(tiny_config, tmp_path):
 
     tree = tmp_path / "oct"
     shutil.copytree(BUNDLED_OCT_SAMPLE, tree)
-    bad = sorted((tree / "train" / "CNV").glob("*.jpeg"))[0]
+    bad = min((tree / "train" / "CNV").glob("*.jpeg"))
     junk = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
     bad.write_bytes(bad.read_bytes()[:2] + b"\xff\xc0\x00\x03" + junk + b"\xff\xd9")
     config = tiny_config.replace(
@@ -152,8 +152,9 @@ def test_linear_probe_leaves_out_an_undecodable_image(tiny_config, tmp_path):
 
 def test_resume_does_not_need_the_pretrained_file(tiny_config, tmp_path):
     """The checkpoint holds every weight: a resume works after the --pretrained file is gone."""
-    import models
     from flax import nnx
+
+    import models
     from models import weights_file
     from models.loading import flat_state
 

@@ -105,7 +105,7 @@ def test_evaluate_reports_a_missing_run(tmp_path, capsys):
 
 def test_eval_source_reopens_training_splits_as_training_did(monkeypatch):
     """--split=val/train use the run's carve and leak filter; test uses neither."""
-    import data_pipelines.sources as sources
+    from data_pipelines import sources
 
     seen = {}
     monkeypatch.setattr(sources, "open_dataset", lambda name, **kw: seen.update(kw) or _Named())
@@ -292,9 +292,9 @@ def test_evaluate_names_and_leaves_out_an_undecodable_image(trained_run, tmp_pat
     workdir, data = trained_run
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
-    real = sorted(BUNDLED_OCT_SAMPLE.rglob("*.jpeg"))[0].read_bytes()
+    real = min(BUNDLED_OCT_SAMPLE.rglob("*.jpeg")).read_bytes()
     junk = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
-    victim = sorted((copy / "test").rglob("*.png"))[0]
+    victim = min((copy / "test").rglob("*.png"))
     victim.write_bytes(real[:2] + b"\xff\xc0\x00\x03" + junk + b"\xff\xd9")  # JPEG header, junk body
     out = tmp_path / "out"
     code = evaluate.main(

@@ -111,7 +111,6 @@ def test_npz_with_a_damaged_entry_name_is_refused(tmp_path):
 
 
 def test_fuzz_safetensors(tmp_path):
-    pytest.importorskip("safetensors")
     from safetensors.numpy import save
 
     from models.convert.readers import read_safetensors
@@ -121,7 +120,8 @@ def test_fuzz_safetensors(tmp_path):
 
 
 def test_fuzz_keras_h5(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py
+
     from models.convert.keras_inception_v3 import read
 
     real = tmp_path / "real.h5"
@@ -136,7 +136,8 @@ def test_fuzz_keras_h5(tmp_path):
 @pytest.mark.foreign
 @pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
 def test_fuzz_torch_pth(tmp_path, zipped):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from models.convert.readers import read_torch
 
     buffer = io.BytesIO()
