@@ -45,8 +45,10 @@ def bare_decode_resize(path: str, size: int, channels: int, draft: bool = True) 
     if draft:
         scale = short / min(img.size)
         if scale < 0.5:
-            img.draft("L" if channels == 1 else img.mode,
-                      (int(img.size[0] * scale) + 1, int(img.size[1] * scale) + 1))
+            img.draft(
+                "L" if channels == 1 else img.mode,
+                (int(img.size[0] * scale) + 1, int(img.size[1] * scale) + 1),
+            )
     grey = img.mode == "L"
     img = img.convert("L" if channels == 1 or grey else "RGB")
     width, height = img.size
@@ -118,8 +120,11 @@ def make_torch_loader(paths: list[str], size: int, channels: int, threads: int, 
 
     torch.set_num_threads(1)
     return torch.utils.data.DataLoader(
-        TorchFiles(paths, size, channels), batch_size=batch, num_workers=threads,
-        persistent_workers=threads > 0, multiprocessing_context="spawn" if threads > 0 else None,
+        TorchFiles(paths, size, channels),
+        batch_size=batch,
+        num_workers=threads,
+        persistent_workers=threads > 0,
+        multiprocessing_context="spawn" if threads > 0 else None,
     )
 
 
@@ -140,18 +145,38 @@ def draft_speedup(paths: list[str], cfg, rounds: int) -> dict[str, list[float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA, help="the shared Kermany sample")
-    parser.add_argument("--size", type=int, default=299, help="output side in pixels (crop fraction 0.875)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data_dir", type=Path, default=DEFAULT_DATA, help="the shared Kermany sample"
+    )
+    parser.add_argument(
+        "--size", type=int, default=299, help="output side in pixels (crop fraction 0.875)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="decode threads / torch workers")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="output channels")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (images/s: best; ratios: median per round)")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="passes over the files per timed run (longer runs, less noise)")
-    parser.add_argument("--datasets", nargs="*", default=["oct", "chest_xray"], help="data sets to time")
-    parser.add_argument("--no_prepared", action="store_true",
-                        help="skip timing the pipeline on a launch.prepare build (pre-resized images)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved timing rounds (images/s: best; ratios: median per round)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="passes over the files per timed run (longer runs, less noise)",
+    )
+    parser.add_argument(
+        "--datasets", nargs="*", default=["oct", "chest_xray"], help="data sets to time"
+    )
+    parser.add_argument(
+        "--no_prepared",
+        action="store_true",
+        help="skip timing the pipeline on a launch.prepare build (pre-resized images)",
+    )
     args = parser.parse_args(argv)
 
     import jax
@@ -159,10 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     from data_pipelines.preprocess import PreprocessConfig
 
     info = machine()
-    emit("input/machine", info["device_count"], "devices", threads=args.threads, size=args.size,
-         batch=args.batch, channels=args.channels, rounds=args.rounds, **info)
-    mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
-                         axis_types=(jax.sharding.AxisType.Auto,))
+    emit(
+        "input/machine",
+        info["device_count"],
+        "devices",
+        threads=args.threads,
+        size=args.size,
+        batch=args.batch,
+        channels=args.channels,
+        rounds=args.rounds,
+        **info,
+    )
+    mesh = jax.make_mesh(
+        (1,), ("data",), devices=jax.devices()[:1], axis_types=(jax.sharding.AxisType.Auto,)
+    )
     cfg = PreprocessConfig(input_size=args.size, crop_fraction=0.875, channels=args.channels)
     scratch = Path(tempfile.mkdtemp(prefix="input_bench_"))
     try:
@@ -189,13 +224,18 @@ def _time_datasets(args: argparse.Namespace, cfg, mesh, scratch: Path) -> None:
     for name in args.datasets:
         source = _all_splits(name, args.data_dir, args.repeat)
         paths = _files(source)
-        print(f"# {name}: {len(paths)} files, warming the page cache and the workers", file=sys.stderr)
+        print(
+            f"# {name}: {len(paths)} files, warming the page cache and the workers", file=sys.stderr
+        )
         run_bare(paths, args.size, args.channels, args.threads)  # page cache
         loader = make_torch_loader(paths, args.size, args.channels, args.threads, args.batch)
         run_torch(loader, len(paths))  # starts the persistent workers
         run_pipeline(source, cfg, mesh, args.threads, args.batch)  # compiles nothing, warms imports
-        prepared = None if args.no_prepared else _prepared(name, args.data_dir, cfg.resize_size, scratch,
-                                                            args.repeat)
+        prepared = (
+            None
+            if args.no_prepared
+            else _prepared(name, args.data_dir, cfg.resize_size, scratch, args.repeat)
+        )
         runs: dict[str, Callable[[], float]] = {
             "pipeline": lambda: run_pipeline(source, cfg, mesh, args.threads, args.batch),
             "bare_loop": lambda: run_bare(paths, args.size, args.channels, args.threads),
@@ -205,30 +245,53 @@ def _time_datasets(args: argparse.Namespace, cfg, mesh, scratch: Path) -> None:
             runs["prepared"] = lambda: run_pipeline(prepared, cfg, mesh, args.threads, args.batch)
         rates = _interleaved(runs, args.rounds, name)
         del loader
-        common = {"images": len(paths) // args.repeat, "repeat": args.repeat, "threads": args.threads,
-                  "size": args.size, "rounds": args.rounds}
+        common = {
+            "images": len(paths) // args.repeat,
+            "repeat": args.repeat,
+            "threads": args.threads,
+            "size": args.size,
+            "rounds": args.rounds,
+        }
         best = {k: max(v) for k, v in rates.items()}
         emit(f"input/{name}/bare_loop", best["bare_loop"], "images/s", **common)
         emit(f"input/{name}/torch_dataloader", best["torch_dataloader"], "images/s", **common)
         for peer, target in (("bare_loop", 0.9), ("torch_dataloader", 1.0)):
-            emit(f"input/{name}/pipeline", best["pipeline"], "images/s", vs=peer,
-                 ratio=_paired_ratio(rates["pipeline"], rates[peer]), target=target,
-                 ratio_of_best=round(best["pipeline"] / best[peer], 4), **common)
+            emit(
+                f"input/{name}/pipeline",
+                best["pipeline"],
+                "images/s",
+                vs=peer,
+                ratio=_paired_ratio(rates["pipeline"], rates[peer]),
+                target=target,
+                ratio_of_best=round(best["pipeline"] / best[peer], 4),
+                **common,
+            )
         if prepared is not None:
-            emit(f"input/{name}/pipeline_prepared", best["prepared"], "images/s", vs="pipeline",
-                 ratio=_paired_ratio(rates["prepared"], rates["pipeline"]),
-                 short_side=cfg.resize_size, **common)
+            emit(
+                f"input/{name}/pipeline_prepared",
+                best["prepared"],
+                "images/s",
+                vs="pipeline",
+                ratio=_paired_ratio(rates["prepared"], rates["pipeline"]),
+                short_side=cfg.resize_size,
+                **common,
+            )
 
 
-def _interleaved(runs: dict[str, Callable[[], float]], rounds: int, label: str) -> dict[str, list[float]]:
+def _interleaved(
+    runs: dict[str, Callable[[], float]], rounds: int, label: str
+) -> dict[str, list[float]]:
     """Every contender once per round, the order rotated each round; rates per round."""
     rates: dict[str, list[float]] = {k: [] for k in runs}
     names = list(runs)
     for r in range(rounds):
-        for k in names[r % len(names):] + names[: r % len(names)]:
+        for k in names[r % len(names) :] + names[: r % len(names)]:
             rates[k].append(runs[k]())
-        print(f"# {label} round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()),
-              file=sys.stderr)
+        print(
+            f"# {label} round {r + 1}/{rounds}: "
+            + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()),
+            file=sys.stderr,
+        )
     return rates
 
 
@@ -248,13 +311,28 @@ def _time_draft(args: argparse.Namespace, cfg) -> None:
         denominator = 8 if scale >= 8 else 4 if scale >= 4 else 2 if scale >= 2 else 1
         groups.setdefault(f"dct_1_{denominator}", []).append(film)
     for group, paths in sorted(groups.items()):
-        print(f"# draft vs full decoding on {len(paths)} normal chest films ({group})", file=sys.stderr)
+        print(
+            f"# draft vs full decoding on {len(paths)} normal chest films ({group})",
+            file=sys.stderr,
+        )
         rates = draft_speedup(paths * args.repeat, cfg, args.rounds)
-        emit(f"input/chest_films/{group}/full_decode", max(rates["full_decode"]), "images/s",
-             images=len(paths), threads=1)
-        emit(f"input/chest_films/{group}/draft_decode", max(rates["draft_decode"]), "images/s",
-             vs="full_decode", ratio=_paired_ratio(rates["draft_decode"], rates["full_decode"]),
-             target=3.0, images=len(paths), threads=1)
+        emit(
+            f"input/chest_films/{group}/full_decode",
+            max(rates["full_decode"]),
+            "images/s",
+            images=len(paths),
+            threads=1,
+        )
+        emit(
+            f"input/chest_films/{group}/draft_decode",
+            max(rates["draft_decode"]),
+            "images/s",
+            vs="full_decode",
+            ratio=_paired_ratio(rates["draft_decode"], rates["full_decode"]),
+            target=3.0,
+            images=len(paths),
+            threads=1,
+        )
 
 
 if __name__ == "__main__":

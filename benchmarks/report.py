@@ -9,8 +9,15 @@ import time
 from typing import Any
 
 
-def emit(name: str, value: float, unit: str, *, vs: str | None = None, ratio: float | None = None,
-         **extra: Any) -> dict[str, Any]:
+def emit(
+    name: str,
+    value: float,
+    unit: str,
+    *,
+    vs: str | None = None,
+    ratio: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     row: dict[str, Any] = {"name": name, "value": round(float(value), 6), "unit": unit}
     if vs is not None:
         row["vs"] = vs

@@ -242,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
     given = list(sys.argv[1:] if argv is None else argv)
-    if "--model=isl" in given or ("--model" in given and given[given.index("--model") + 1 :][:1] == ["isl"]):
+    if "--model=isl" in given or (
+        "--model" in given and given[given.index("--model") + 1 :][:1] == ["isl"]
+    ):
         from benchmarks import isl_train  # the dense task: its own step, batch and PyTorch twin
 
         return isl_train.main(given)

@@ -38,7 +38,9 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) ->
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) dimension split over the ``data`` axis, the rest replicated."""
     if DATA_AXIS not in mesh.axis_names:
-        raise ValueError(f"mesh has axes {mesh.axis_names}; the input pipeline needs a {DATA_AXIS!r} axis")
+        raise ValueError(
+            f"mesh has axes {mesh.axis_names}; the input pipeline needs a {DATA_AXIS!r} axis"
+        )
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 

@@ -31,7 +31,9 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".") or path.name.startswith("__")
 
 
-def find_root(data_dir: str | Path, candidates: Sequence[str], *, dataset: str, expected: str) -> Path:
+def find_root(
+    data_dir: str | Path, candidates: Sequence[str], *, dataset: str, expected: str
+) -> Path:
     """The folder holding the split folders: ``data_dir`` itself or one of its ``candidates``.
 
     Candidates are matched ignoring case and surrounding spaces (the Kaggle archive unpacks to
@@ -61,7 +63,9 @@ def _find_child_path(root: Path, relative: str) -> Path | None:
     for part in Path(relative).parts:
         if not current.is_dir():
             return None
-        matches = [c for c in current.iterdir() if c.is_dir() and c.name.strip().lower() == part.lower()]
+        matches = [
+            c for c in current.iterdir() if c.is_dir() and c.name.strip().lower() == part.lower()
+        ]
         if not matches:
             return None
         current = sorted(matches)[0]

@@ -113,7 +113,9 @@ def audit_splits(splits: dict[str, ImageSource], *, hashes: bool = True) -> list
     """``audit_pair`` for every pair of the given splits (train, val, test order)."""
     order = ("train", "val", "test")
     names = sorted(splits, key=lambda s: order.index(s) if s in order else len(order))
-    return [audit_pair(splits[a], splits[b], hashes=hashes) for a, b in itertools.combinations(names, 2)]
+    return [
+        audit_pair(splits[a], splits[b], hashes=hashes) for a, b in itertools.combinations(names, 2)
+    ]
 
 
 def drop_leaked(source: ImageSource, others: list[ImageSource]) -> ImageSource:
@@ -140,6 +142,9 @@ def drop_leaked(source: ImageSource, others: list[ImageSource]) -> ImageSource:
         log.info("drop_leaked: %s (%s)", path, why)
     log.warning(
         "drop_leaked: removed %d of %d %s examples that leak into %s",
-        len(dropped), len(source), source.split, "/".join(o.split for o in higher),
+        len(dropped),
+        len(source),
+        source.split,
+        "/".join(o.split for o in higher),
     )
     return source.replace_records(kept)

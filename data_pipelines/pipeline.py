@@ -119,8 +119,15 @@ class _EvalPosition(grain.transforms.Map):
         return index if index < self.size else -1
 
 
-def _assemble(ds: grain.MapDataset, *, local_batch: int, drop_remainder: bool, mesh: Mesh,
-              workers: int, threads: int | None) -> grain.DatasetIterator:
+def _assemble(
+    ds: grain.MapDataset,
+    *,
+    local_batch: int,
+    drop_remainder: bool,
+    mesh: Mesh,
+    workers: int,
+    threads: int | None,
+) -> grain.DatasetIterator:
     """Shared tail: read in threads or worker processes, batch, place on the mesh.
 
     Batch ``k`` is always positions ``k*b .. k*b+b-1``. Threads (``workers=0``) read single
@@ -134,8 +141,9 @@ def _assemble(ds: grain.MapDataset, *, local_batch: int, drop_remainder: bool, m
         _absl_flags_parsed()
         ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     else:
-        options = grain.ReadOptions(num_threads=max(threads, 1),
-                                    prefetch_buffer_size=max(2 * local_batch, 4 * threads))
+        options = grain.ReadOptions(
+            num_threads=max(threads, 1), prefetch_buffer_size=max(2 * local_batch, 4 * threads)
+        )
         ids = ds.to_iter_dataset(options).batch(local_batch, drop_remainder=drop_remainder)
     ids = ids.map(lambda batch: to_global(batch, mesh))
     return iter(ids)
@@ -158,9 +166,17 @@ def _process_index_count() -> tuple[int, int]:
     return jax.process_index(), jax.process_count()
 
 
-def make_train_iterator(source: ImageSource, cfg: PreprocessConfig, *, global_batch_size: int,
-                        mesh: Mesh, seed: int, workers: int = 0, class_balanced: bool = False,
-                        threads: int | None = None) -> grain.DatasetIterator:
+def make_train_iterator(
+    source: ImageSource,
+    cfg: PreprocessConfig,
+    *,
+    global_batch_size: int,
+    mesh: Mesh,
+    seed: int,
+    workers: int = 0,
+    class_balanced: bool = False,
+    threads: int | None = None,
+) -> grain.DatasetIterator:
     """Endless training batches ``{"image" uint8 [B,H,W,C], "label" int32, "mask" bool,
     "index" int32, "bad" bool}`` as global arrays sharded on ``data``.
 
@@ -185,8 +201,14 @@ def make_train_iterator(source: ImageSource, cfg: PreprocessConfig, *, global_ba
     ds = ds.seed(seed).shuffle().repeat(None)
     ds = ds[process_index::process_count]
     ds = _read(ds, source, cfg)
-    return _assemble(ds, local_batch=local_batch, drop_remainder=True, mesh=mesh,
-                     workers=workers, threads=threads)
+    return _assemble(
+        ds,
+        local_batch=local_batch,
+        drop_remainder=True,
+        mesh=mesh,
+        workers=workers,
+        threads=threads,
+    )
 
 
 def eval_steps(size: int, global_batch_size: int) -> int:
@@ -194,8 +216,15 @@ def eval_steps(size: int, global_batch_size: int) -> int:
     return -(-size // global_batch_size)
 
 
-def make_eval_iterator(source: ImageSource, cfg: PreprocessConfig, *, global_batch_size: int,
-                       mesh: Mesh, workers: int = 0, threads: int | None = None) -> grain.DatasetIterator:
+def make_eval_iterator(
+    source: ImageSource,
+    cfg: PreprocessConfig,
+    *,
+    global_batch_size: int,
+    mesh: Mesh,
+    workers: int = 0,
+    threads: int | None = None,
+) -> grain.DatasetIterator:
     """One pass over ``source`` in order, as global batches; the last one padded.
 
     Adds ``"index"`` (position in ``source``, -1 on padding), ``"mask"`` (False on
@@ -208,5 +237,11 @@ def make_eval_iterator(source: ImageSource, cfg: PreprocessConfig, *, global_bat
     ds = grain.MapDataset.range(steps * local_batch)
     ds = ds.map(_EvalPosition(len(source), global_batch_size, local_batch, process_index))
     ds = _read(ds, source, cfg.replace(augment=False))
-    return _assemble(ds, local_batch=local_batch, drop_remainder=False, mesh=mesh,
-                     workers=workers, threads=threads)
+    return _assemble(
+        ds,
+        local_batch=local_batch,
+        drop_remainder=False,
+        mesh=mesh,
+        workers=workers,
+        threads=threads,
+    )

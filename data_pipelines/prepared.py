@@ -17,8 +17,12 @@ from data_pipelines.integrity import BadImageError, report_skipped
 from data_pipelines.records import ExampleRecord, ImageSource
 
 BUILDS = {"oct": "kermany_oct", "chest_xray": "kermany_chest_xray"}
-BUILD_OF = {"oct": "oct", "chest_xray": "chest_xray", "chest_xray_pathogen": "chest_xray",
-            "chest_xray_3class": "chest_xray"}
+BUILD_OF = {
+    "oct": "oct",
+    "chest_xray": "chest_xray",
+    "chest_xray_pathogen": "chest_xray",
+    "chest_xray_3class": "chest_xray",
+}
 RECORDS_FILE = "records.json"
 
 
@@ -61,7 +65,9 @@ class _BuildStore:
         return {"image_bytes": bytes(self._source[key]["image"])}
 
 
-def open_splits(name: str, data_dir: Path, *, on_bad_image: str = "error") -> dict[str, ImageSource]:
+def open_splits(
+    name: str, data_dir: Path, *, on_bad_image: str = "error"
+) -> dict[str, ImageSource]:
     """Every split of the build, labelled for data set ``name`` (e.g. pathogen from names)."""
     from data_pipelines.sources import LAYOUTS
 
@@ -81,12 +87,22 @@ def open_splits(name: str, data_dir: Path, *, on_bad_image: str = "error") -> di
                 bad.append((err.path, err.problem))
                 continue
             if class_name is not None:
-                records.append(ExampleRecord(f"{build_dir}/{path}", label_of[class_name], patient,
-                                             key=key, sha256=sha))
+                records.append(
+                    ExampleRecord(
+                        f"{build_dir}/{path}", label_of[class_name], patient, key=key, sha256=sha
+                    )
+                )
         if bad and on_bad_image == "error":
             raise BadImageError(bad[0][0], bad[0][1])
         report_skipped(bad, f"{name}/{split} build {build_dir}")
-        splits[split] = ImageSource(name, split, layout.class_names, records, root=str(build_dir),
-                                    store=_BuildStore(build_dir, split), on_bad_image=on_bad_image,
-                                    skipped=bad)
+        splits[split] = ImageSource(
+            name,
+            split,
+            layout.class_names,
+            records,
+            root=str(build_dir),
+            store=_BuildStore(build_dir, split),
+            on_bad_image=on_bad_image,
+            skipped=bad,
+        )
     return splits

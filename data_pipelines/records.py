@@ -94,12 +94,15 @@ class ImageSource:
     def patients(self) -> set[str]:
         return {r.patient for r in self.records}
 
-    def filter(self, keep: Callable[[ExampleRecord], bool], *, split: str | None = None) -> ImageSource:
+    def filter(
+        self, keep: Callable[[ExampleRecord], bool], *, split: str | None = None
+    ) -> ImageSource:
         """A source over the records for which ``keep`` is true (same classes, same store)."""
         return self.replace_records([r for r in self.records if keep(r)], split=split)
 
-    def replace_records(self, records: Iterable[ExampleRecord], *, split: str | None = None,
-                        name: str | None = None) -> ImageSource:
+    def replace_records(
+        self, records: Iterable[ExampleRecord], *, split: str | None = None, name: str | None = None
+    ) -> ImageSource:
         """The same source (classes, store, policy) over other records."""
         return ImageSource(
             name or self.name,

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from data_pipelines import naming
-from data_pipelines.integrity import BadImageError, check_on_bad_image, image_file_problem, report_skipped
+from data_pipelines.integrity import (
+    BadImageError,
+    check_on_bad_image,
+    image_file_problem,
+    report_skipped,
+)
 from data_pipelines.layout import DatasetLayoutError, class_folders, find_root, list_split
 from data_pipelines.leakage import drop_leaked as drop_leaked_examples
 from data_pipelines.records import ExampleRecord, ImageSource
@@ -56,24 +61,55 @@ _OCT_CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
 _OCT_LAYOUT = "DIR/{train,test[,val]}/{CNV,DME,DRUSEN,NORMAL}/CLASS-<patient>-<n>.jpeg"
 _CHEST_LAYOUT = "DIR/{train,test[,val]}/{NORMAL,PNEUMONIA}/*.jpeg"
 _OCT_ROOTS = ("oct", "OCT2017", "CellData/OCT", "ZhangLabData/CellData/OCT")
-_CHEST_ROOTS = ("chest_xray", "chest_xray/chest_xray", "CellData/chest_xray",
-                "ZhangLabData/CellData/chest_xray")
+_CHEST_ROOTS = (
+    "chest_xray",
+    "chest_xray/chest_xray",
+    "CellData/chest_xray",
+    "ZhangLabData/CellData/chest_xray",
+)
 
 LAYOUTS: dict[str, FolderLayout] = {
-    "oct": FolderLayout("oct", _OCT_CLASSES, _OCT_CLASSES, _OCT_LAYOUT, _OCT_ROOTS,
-                        patient_of=lambda p: naming.oct_patient(p)),
-    "oct_sample": FolderLayout("oct_sample", _OCT_CLASSES, _OCT_CLASSES, _OCT_LAYOUT,
-                               patient_of=lambda p: naming.oct_patient(p)),
-    "chest_xray": FolderLayout("chest_xray", ("NORMAL", "PNEUMONIA"), ("NORMAL", "PNEUMONIA"),
-                               _CHEST_LAYOUT, _CHEST_ROOTS, patient_of=naming.chest_patient),
+    "oct": FolderLayout(
+        "oct",
+        _OCT_CLASSES,
+        _OCT_CLASSES,
+        _OCT_LAYOUT,
+        _OCT_ROOTS,
+        patient_of=lambda p: naming.oct_patient(p),
+    ),
+    "oct_sample": FolderLayout(
+        "oct_sample",
+        _OCT_CLASSES,
+        _OCT_CLASSES,
+        _OCT_LAYOUT,
+        patient_of=lambda p: naming.oct_patient(p),
+    ),
+    "chest_xray": FolderLayout(
+        "chest_xray",
+        ("NORMAL", "PNEUMONIA"),
+        ("NORMAL", "PNEUMONIA"),
+        _CHEST_LAYOUT,
+        _CHEST_ROOTS,
+        patient_of=naming.chest_patient,
+    ),
     "chest_xray_pathogen": FolderLayout(
-        "chest_xray_pathogen", ("NORMAL", "PNEUMONIA"), ("BACTERIAL", "VIRAL"), _CHEST_LAYOUT,
-        _CHEST_ROOTS, class_of=lambda p, f: _pathogen_class(p, f, keep_normal=False),
-        patient_of=naming.chest_patient),
+        "chest_xray_pathogen",
+        ("NORMAL", "PNEUMONIA"),
+        ("BACTERIAL", "VIRAL"),
+        _CHEST_LAYOUT,
+        _CHEST_ROOTS,
+        class_of=lambda p, f: _pathogen_class(p, f, keep_normal=False),
+        patient_of=naming.chest_patient,
+    ),
     "chest_xray_3class": FolderLayout(
-        "chest_xray_3class", ("NORMAL", "PNEUMONIA"), ("NORMAL", "BACTERIAL", "VIRAL"),
-        _CHEST_LAYOUT, _CHEST_ROOTS, class_of=lambda p, f: _pathogen_class(p, f, keep_normal=True),
-        patient_of=naming.chest_patient),
+        "chest_xray_3class",
+        ("NORMAL", "PNEUMONIA"),
+        ("NORMAL", "BACTERIAL", "VIRAL"),
+        _CHEST_LAYOUT,
+        _CHEST_ROOTS,
+        class_of=lambda p, f: _pathogen_class(p, f, keep_normal=True),
+        patient_of=naming.chest_patient,
+    ),
     "folder": FolderLayout("folder", None, None, "DIR/{train,test[,val]}/<class>/<image files>"),
 }
 DATASETS = (*LAYOUTS, "synthetic")
@@ -102,12 +138,18 @@ def missing_data_message(dataset: str) -> str:
     return "\n".join(lines)
 
 
-def _read_split(layout: FolderLayout, root: Path, split: str, class_names: tuple[str, ...],
-                on_bad_image: str) -> ImageSource:
+def _read_split(
+    layout: FolderLayout, root: Path, split: str, class_names: tuple[str, ...], on_bad_image: str
+) -> ImageSource:
     """All examples of one split folder, after the cheap integrity checks."""
-    files = list_split(root, split, dataset=layout.name, expected=layout.expected,
-                       classes=layout.folders or class_names,
-                       require_all_classes=layout.folders is not None)
+    files = list_split(
+        root,
+        split,
+        dataset=layout.name,
+        expected=layout.expected,
+        classes=layout.folders or class_names,
+        require_all_classes=layout.folders is not None,
+    )
     label_of = {name: i for i, name in enumerate(class_names)}
     records: list[ExampleRecord] = []
     bad: list[tuple[str, str]] = []
@@ -139,10 +181,21 @@ def _read_split(layout: FolderLayout, root: Path, split: str, class_names: tuple
         )
     report_skipped(bad, f"{layout.name}/{split} under {root}")
     if unnamed:
-        log.warning("%s/%s: %d file name(s) carry no patient id; each taken as its own patient",
-                    layout.name, split, unnamed)
-    return ImageSource(layout.name, split, class_names, records, root=str(root),
-                       on_bad_image=on_bad_image, skipped=bad)
+        log.warning(
+            "%s/%s: %d file name(s) carry no patient id; each taken as its own patient",
+            layout.name,
+            split,
+            unnamed,
+        )
+    return ImageSource(
+        layout.name,
+        split,
+        class_names,
+        records,
+        root=str(root),
+        on_bad_image=on_bad_image,
+        skipped=bad,
+    )
 
 
 def _class_names(layout: FolderLayout, root: Path, split: str) -> tuple[str, ...]:
@@ -150,13 +203,21 @@ def _class_names(layout: FolderLayout, root: Path, split: str) -> tuple[str, ...
         return layout.class_names
     names = class_folders(root, "train") or class_folders(root, split)
     if not names:
-        raise DatasetLayoutError(f"folder: no class folders under {root / 'train'} or {root / split}; "
-                                 f"expected {layout.expected}")
+        raise DatasetLayoutError(
+            f"folder: no class folders under {root / 'train'} or {root / split}; "
+            f"expected {layout.expected}"
+        )
     return tuple(names)
 
 
-def _open_raw(name: str, data_dir: str | Path | None, split: str, val_fraction: float, seed: int,
-              on_bad_image: str) -> tuple[ImageSource, list[ImageSource]]:
+def _open_raw(
+    name: str,
+    data_dir: str | Path | None,
+    split: str,
+    val_fraction: float,
+    seed: int,
+    on_bad_image: str,
+) -> tuple[ImageSource, list[ImageSource]]:
     """The requested split (val carved when asked) and the other splits present (for drop_leaked)."""
     if name == "synthetic" and data_dir is None:
         from data_pipelines.synthetic import synthetic_source
@@ -190,8 +251,9 @@ def _open_raw(name: str, data_dir: str | Path | None, split: str, val_fraction: 
     return read(split), [read(s) for s in present if s != split]
 
 
-def _prepared_source(name: str, data_dir: Path, split: str, val_fraction: float, seed: int,
-                     on_bad_image: str) -> tuple[ImageSource, list[ImageSource]] | None:
+def _prepared_source(
+    name: str, data_dir: Path, split: str, val_fraction: float, seed: int, on_bad_image: str
+) -> tuple[ImageSource, list[ImageSource]] | None:
     """The TFDS ArrayRecord build of ``name`` under ``data_dir``, if there is one."""
     from data_pipelines import prepared
 
@@ -204,8 +266,10 @@ def _prepared_source(name: str, data_dir: Path, split: str, val_fraction: float,
         rest = [s for k, s in splits.items() if k not in ("train", "val")]
         return (train, [val, *rest]) if split == "train" else (val, [train, *rest])
     if split not in splits:
-        raise DatasetLayoutError(f"{name}: the build under {data_dir} has no {split!r} split "
-                                 f"(has {sorted(splits)}); pass val_fraction > 0 for a val split")
+        raise DatasetLayoutError(
+            f"{name}: the build under {data_dir} has no {split!r} split "
+            f"(has {sorted(splits)}); pass val_fraction > 0 for a val split"
+        )
     return splits[split], [s for k, s in splits.items() if k != split]
 
 
@@ -216,15 +280,25 @@ def _attach_boxes(source: ImageSource) -> ImageSource:
     boxes = read_boxes(source.root)
     root = Path(source.root)
     return source.replace_records(
-        (dataclasses.replace(r, lesion_box=boxes.get(Path(r.path).relative_to(root).as_posix()))
-         for r in source.records),
+        (
+            dataclasses.replace(r, lesion_box=boxes.get(Path(r.path).relative_to(root).as_posix()))
+            for r in source.records
+        ),
         name="synthetic",
     )
 
 
-def open_dataset(name: str, *, data_dir: str | Path | None = None, split: str,
-                 val_fraction: float = 0.0, seed: int = 0, max_per_class: int | None = None,
-                 drop_leaked: bool = False, on_bad_image: str = "error") -> ImageSource:
+def open_dataset(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    split: str,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    max_per_class: int | None = None,
+    drop_leaked: bool = False,
+    on_bad_image: str = "error",
+) -> ImageSource:
     """One split of a named data set (see the module docstring for the order of steps).
 
     ``name``: one of DATASETS. ``split``: "train" | "val" | "test"; "val" is the patient-level
@@ -250,8 +324,14 @@ def open_dataset(name: str, *, data_dir: str | Path | None = None, split: str,
     return source
 
 
-def open_splits(name: str, *, data_dir: str | Path | None = None, val_fraction: float = 0.0,
-                seed: int = 0, on_bad_image: str = "error") -> dict[str, ImageSource]:
+def open_splits(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    on_bad_image: str = "error",
+) -> dict[str, ImageSource]:
     """Every split present (train, val when there is one or it is carved, test): for the audit."""
     first, others = _open_raw(name, data_dir, "train", val_fraction, seed, on_bad_image)
     return {s.split: s for s in (first, *others)}

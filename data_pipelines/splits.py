@@ -47,7 +47,9 @@ def validation_patients(records: list[ExampleRecord], fraction: float, seed: int
     return chosen
 
 
-def split_train_val(source: ImageSource, fraction: float, seed: int) -> tuple[ImageSource, ImageSource]:
+def split_train_val(
+    source: ImageSource, fraction: float, seed: int
+) -> tuple[ImageSource, ImageSource]:
     """(train, val) from one source, no patient on both sides."""
     held_out = validation_patients(source.records, fraction, seed)
     train = source.filter(lambda r: r.patient not in held_out, split="train")
@@ -104,7 +106,9 @@ def patient_folds(patients: list[str], labels: np.ndarray, k: int, seed: int) ->
         raise ValueError(f"{len(patients)} patient ids for {labels.size} labels")
     names = sorted(set(patients))
     if len(names) < k:
-        raise ValueError(f"{k}-fold cross-validation needs at least {k} patients, found {len(names)}")
+        raise ValueError(
+            f"{k}-fold cross-validation needs at least {k} patients, found {len(names)}"
+        )
     num_classes = int(labels.max()) + 1
     index = {name: i for i, name in enumerate(names)}
     patient_of = np.array([index[p] for p in patients])

@@ -54,7 +54,9 @@ def _retina(height: int, width: int, rng: np.random.Generator) -> tuple[np.ndarr
     return top, top + thickness
 
 
-def plan(seed: int, split: str, index: int, label: int, size: tuple[int, int] = DEFAULT_SIZE) -> SyntheticPlan:
+def plan(
+    seed: int, split: str, index: int, label: int, size: tuple[int, int] = DEFAULT_SIZE
+) -> SyntheticPlan:
     """Draw the layout and lesion of image ``index`` of ``split`` (class ``label``)."""
     height, width = size
     rng = _rng(seed, split, index, 0)
@@ -127,10 +129,16 @@ def render(p: SyntheticPlan) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def plans(seed: int, split: str, per_class: int | None = None, size: tuple[int, int] = DEFAULT_SIZE) -> list[SyntheticPlan]:
+def plans(
+    seed: int, split: str, per_class: int | None = None, size: tuple[int, int] = DEFAULT_SIZE
+) -> list[SyntheticPlan]:
     """The plans of one split: ``per_class`` images of each class, class-major order."""
     n = DEFAULT_PER_CLASS[split] if per_class is None else per_class
-    return [plan(seed, split, label * n + j, label, size) for label in range(len(CLASS_NAMES)) for j in range(n)]
+    return [
+        plan(seed, split, label * n + j, label, size)
+        for label in range(len(CLASS_NAMES))
+        for j in range(n)
+    ]
 
 
 class _RenderStore:
@@ -143,8 +151,9 @@ class _RenderStore:
         return {"image": render(self.plans[key])}
 
 
-def synthetic_source(split: str, *, seed: int = 0, per_class: int | None = None,
-                     size: tuple[int, int] = DEFAULT_SIZE) -> ImageSource:
+def synthetic_source(
+    split: str, *, seed: int = 0, per_class: int | None = None, size: tuple[int, int] = DEFAULT_SIZE
+) -> ImageSource:
     """An in-memory synthetic split; ``src[i]["image"]`` is rendered on access."""
     if split not in _SPLIT_IDS:
         raise ValueError(f"synthetic: unknown split {split!r}; expected one of {tuple(_SPLIT_IDS)}")
@@ -156,8 +165,13 @@ def synthetic_source(split: str, *, seed: int = 0, per_class: int | None = None,
     return ImageSource("synthetic", split, CLASS_NAMES, records, store=_RenderStore(ps))
 
 
-def write_synthetic(out_dir: str | Path, *, seed: int = 0, per_class: dict[str, int] | None = None,
-                    size: tuple[int, int] = DEFAULT_SIZE) -> Path:
+def write_synthetic(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    per_class: dict[str, int] | None = None,
+    size: tuple[int, int] = DEFAULT_SIZE,
+) -> Path:
     """Write PNGs as ``out_dir/{split}/{CLASS}/CLASS-<patient>-<n>.png`` plus ``boxes.json``.
 
     ``boxes.json``: ``{"seed", "size", "class_names", "boxes": {relative path: [y0, x0, y1, x1]

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SHORT_SIDE = 342
 VERSION = "1.0.0"
 CITATION = (
-    "Kermany, Daniel; Zhang, Kang; Goldbaum, Michael (2018), \"Labeled Optical Coherence "
-    "Tomography (OCT) and Chest X-Ray Images for Classification\", Mendeley Data, v2, "
+    'Kermany, Daniel; Zhang, Kang; Goldbaum, Michael (2018), "Labeled Optical Coherence '
+    'Tomography (OCT) and Chest X-Ray Images for Classification", Mendeley Data, v2, '
     "doi:10.17632/rscbjbr9sj.2. Licence: CC BY 4.0."
 )
 
@@ -86,14 +86,18 @@ class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description=f"Kermany et al. (2018) {self.DATASET} images, shorter side "
-                        f"{self.builder_config.short_side} px.",
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 1), encoding_format=self.builder_config.image_format),
-                "label": tfds.features.ClassLabel(names=list(self.CLASS_FOLDERS)),
-                "path": tfds.features.Text(),
-                "patient": tfds.features.Text(),
-                "sha256": tfds.features.Text(),
-            }),
+            f"{self.builder_config.short_side} px.",
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(
+                        shape=(None, None, 1), encoding_format=self.builder_config.image_format
+                    ),
+                    "label": tfds.features.ClassLabel(names=list(self.CLASS_FOLDERS)),
+                    "path": tfds.features.Text(),
+                    "patient": tfds.features.Text(),
+                    "sha256": tfds.features.Text(),
+                }
+            ),
             disable_shuffling=True,
             citation=CITATION,
             license="CC BY 4.0",
@@ -103,8 +107,11 @@ class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: Any) -> dict[str, Any]:
         from data_pipelines.sources import open_splits
 
-        splits = open_splits(self.DATASET, data_dir=dl_manager.manual_dir,
-                             on_bad_image=self.builder_config.on_bad_image)
+        splits = open_splits(
+            self.DATASET,
+            data_dir=dl_manager.manual_dir,
+            on_bad_image=self.builder_config.on_bad_image,
+        )
         return {name: self._generate_examples(source) for name, source in splits.items()}
 
     def _generate_examples(self, source: ImageSource):
@@ -115,7 +122,9 @@ class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
         skipped: list[tuple[str, str]] = []
         for i, record in enumerate(source.records):
             try:
-                data = resize_encode(record.path, cfg.short_side, cfg.image_format, cfg.jpeg_quality)
+                data = resize_encode(
+                    record.path, cfg.short_side, cfg.image_format, cfg.jpeg_quality
+                )
             except BadImageError as err:
                 if cfg.on_bad_image != "skip":
                     raise
@@ -123,13 +132,16 @@ class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
                 continue
             if i % 500 == 0:
                 log.info("%s/%s: %d / %d", self.DATASET, source.split, i, len(source))
-            yield f"{i:08d}", {
-                "image": data,
-                "label": source.class_names[record.label],
-                "path": Path(record.path).relative_to(root).as_posix(),
-                "patient": record.patient,
-                "sha256": content_hash(source, record),
-            }
+            yield (
+                f"{i:08d}",
+                {
+                    "image": data,
+                    "label": source.class_names[record.label],
+                    "path": Path(record.path).relative_to(root).as_posix(),
+                    "patient": record.patient,
+                    "sha256": content_hash(source, record),
+                },
+            )
         report_skipped(skipped, f"prepare {self.DATASET}/{source.split}")
 
 
@@ -150,9 +162,15 @@ class KermanyChestXray(_KermanyBuild):
 BUILDERS = {"oct": KermanyOct, "chest_xray": KermanyChestXray}
 
 
-def prepare(dataset: str, manual_dir: str | Path, data_dir: str | Path, *,
-            short_side: int = DEFAULT_SHORT_SIDE, image_format: str = "jpeg",
-            on_bad_image: str = "error") -> Path:
+def prepare(
+    dataset: str,
+    manual_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    short_side: int = DEFAULT_SHORT_SIDE,
+    image_format: str = "jpeg",
+    on_bad_image: str = "error",
+) -> Path:
     """Build ``dataset`` ("oct" | "chest_xray") from ``manual_dir`` into ``data_dir``.
 
     Returns the build folder (which also gets ``records.json``).
@@ -162,8 +180,12 @@ def prepare(dataset: str, manual_dir: str | Path, data_dir: str | Path, *,
     check_on_bad_image(on_bad_image)
     if image_format not in ("jpeg", "png"):
         raise ValueError(f"image_format must be jpeg or png, got {image_format!r}")
-    config = PreparedConfig(name=f"short{short_side}", short_side=short_side,
-                            image_format=image_format, on_bad_image=on_bad_image)
+    config = PreparedConfig(
+        name=f"short{short_side}",
+        short_side=short_side,
+        image_format=image_format,
+        on_bad_image=on_bad_image,
+    )
     builder = BUILDERS[dataset](config=config, data_dir=str(data_dir), file_format="array_record")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
@@ -189,5 +211,3 @@ def _write_records(build_dir: Path) -> None:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, (bytes, np.bytes_)) else str(value)
-
-

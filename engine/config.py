@@ -88,7 +88,9 @@ class TrainConfig:
     checkpoint_every: int | None = None  # None: at each evaluation
     keep_checkpoints: int = 2
     best_metric: str = "balanced_accuracy"  # on the validation split
-    final_split: str | None = "test"  # launch.train runs launch.evaluate on it at the end; None: skip
+    final_split: str | None = (
+        "test"  # launch.train runs launch.evaluate on it at the end; None: skip
+    )
     progress: bool = True
 
     # Dense per-pixel task (In Silico Labeling; engine.dense_task). ``in_channels`` is then the

@@ -58,8 +58,15 @@ def cache_fingerprint(config: TrainConfig, paths: list[str], preprocess: Any) ->
     ordered list of image paths: any change of split, classes, filters or skipped files
     changes the paths, so two sources never share a cache by having the same size.
     """
-    keys = ("model", "pretrained", "init_from", "in_channels", "input_size", "model_kwargs",
-            "dtype")
+    keys = (
+        "model",
+        "pretrained",
+        "init_from",
+        "in_channels",
+        "input_size",
+        "model_kwargs",
+        "dtype",
+    )
     digest = hashlib.sha256()
     for path in paths:
         digest.update(path.encode() + b"\0")
@@ -106,9 +113,11 @@ def cached_features(
         model_def.graphdef_eval, metadata, mesh, output=FEATURES, dtype=compute_dtype(config.dtype)
     )
     batch = config.eval_batch_size or config.batch_size
-    batches = SkippedImages(make_eval_iterator(
-        source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers
-    ))
+    batches = SkippedImages(
+        make_eval_iterator(
+            source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers
+        )
+    )
     states = (state.params, state.frozen, state.batch_stats, model_def.rest)
     features, index = gather_outputs(forward, states, batches)
     if not np.array_equal(index, batches.expected(len(source))):

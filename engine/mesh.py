@@ -19,8 +19,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 # engine uses the same ones so that the two can never disagree.
 from data_pipelines.device import DATA_AXIS, batch_sharding, to_global
 
-__all__ = ["DATA_AXIS", "batch_sharding", "make_mesh", "place_replicated", "replicated",
-           "select_devices", "to_global"]
+__all__ = [
+    "DATA_AXIS",
+    "batch_sharding",
+    "make_mesh",
+    "place_replicated",
+    "replicated",
+    "select_devices",
+    "to_global",
+]
 
 
 def select_devices(devices: int | Sequence[jax.Device] | None = None) -> list[jax.Device]:

@@ -69,7 +69,9 @@ def _write_side_by_side(
             continue
         y0, x0, y1, x1 = (int(round(float(v))) for v in box)
         for offset in (0, w + 4):
-            draw.rectangle((x0 + offset, y0, x1 + offset - 1, y1 - 1), outline=color, width=line_width)
+            draw.rectangle(
+                (x0 + offset, y0, x1 + offset - 1, y1 - 1), outline=color, width=line_width
+            )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
@@ -98,7 +100,7 @@ def overlay_png(
     rgb = _as_rgb(image)
     heat = colorize(np.maximum(pixel_map, 0.0))
     blend = (rgb * (1 - alpha) + heat * alpha).round().astype(np.uint8)
-    big = lambda a: np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)  # noqa: E731
+    big = lambda a: np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
     boxes = [
         (None if b is None else np.asarray(b, np.float64) * (scale if b[0] >= 0 else 1), c)
         for b, c in ((lesion_box, LESION_COLOR), (peak_box, PEAK_COLOR))
@@ -164,8 +166,17 @@ def overlay_on_original_png(
         if box is None or box[0] < 0:
             return None
         y0, x0, y1, x1 = (float(v) for v in box)
-        return np.array([top + y0 * per_input_px, left + x0 * per_input_px,
-                         top + y1 * per_input_px, left + x1 * per_input_px]) * f
+        return (
+            np.array(
+                [
+                    top + y0 * per_input_px,
+                    left + x0 * per_input_px,
+                    top + y1 * per_input_px,
+                    left + x1 * per_input_px,
+                ]
+            )
+            * f
+        )
 
     boxes = [(to_display(lesion_box), LESION_COLOR), (to_display(peak_box), PEAK_COLOR)]
     return _write_side_by_side(path, rgb, blend, boxes, max(1, round(max(dh, dw) / 256)))

@@ -22,14 +22,20 @@ from data_pipelines.sources import DATASETS, open_splits
 def _table(name: str, splits: dict, audits: list[PairAudit]) -> str:
     lines = [f"leakage audit: {name}"]
     for split, source in splits.items():
-        lines.append(f"  {split:5s} {len(source):7d} examples, {len(source.patients()):6d} patients  {source.counts()}")
+        lines.append(
+            f"  {split:5s} {len(source):7d} examples, {len(source.patients()):6d} patients  {source.counts()}"
+        )
     for audit in audits:
         verdict = "LEAK" if audit.leaked else "clean"
         lines.append(f"  {audit.first} x {audit.second}: {verdict}")
-        lines.append(f"    shared patients: {len(audit.shared_patients)}"
-                     + (f"  examples per class: {audit.patient_examples}" if audit.shared_patients else ""))
-        lines.append(f"    identical files: {len(audit.duplicates)}"
-                     + (f"  examples per class: {audit.duplicate_examples}" if audit.duplicates else ""))
+        lines.append(
+            f"    shared patients: {len(audit.shared_patients)}"
+            + (f"  examples per class: {audit.patient_examples}" if audit.shared_patients else "")
+        )
+        lines.append(
+            f"    identical files: {len(audit.duplicates)}"
+            + (f"  examples per class: {audit.duplicate_examples}" if audit.duplicates else "")
+        )
         for first, second in audit.duplicates[:10]:
             lines.append(f"      {first} == {second}")
         if len(audit.duplicates) > 10:
@@ -38,32 +44,65 @@ def _table(name: str, splits: dict, audits: list[PairAudit]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", required=True, choices=DATASETS, help="data set name")
-    parser.add_argument("--data_dir", default=None, help="the unpacked archive (or a launch.prepare build)")
-    parser.add_argument("--val_fraction", type=float, default=0.0,
-                        help="also audit the patient-level val split carved from train with this fraction")
+    parser.add_argument(
+        "--data_dir", default=None, help="the unpacked archive (or a launch.prepare build)"
+    )
+    parser.add_argument(
+        "--val_fraction",
+        type=float,
+        default=0.0,
+        help="also audit the patient-level val split carved from train with this fraction",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the val carve")
-    parser.add_argument("--no_hashes", action="store_true", help="patients only; skip hashing file bytes")
-    parser.add_argument("--on_bad_image", choices=("error", "skip"), default="error",
-                        help="bad files: stop (error) or leave out and list in the log (skip)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when any pair of splits leaks")
+    parser.add_argument(
+        "--no_hashes", action="store_true", help="patients only; skip hashing file bytes"
+    )
+    parser.add_argument(
+        "--on_bad_image",
+        choices=("error", "skip"),
+        default="error",
+        help="bad files: stop (error) or leave out and list in the log (skip)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the table"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when any pair of splits leaks"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    splits = open_splits(args.dataset, data_dir=args.data_dir, val_fraction=args.val_fraction,
-                         seed=args.seed, on_bad_image=args.on_bad_image)
+    splits = open_splits(
+        args.dataset,
+        data_dir=args.data_dir,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        on_bad_image=args.on_bad_image,
+    )
     audits = audit_splits(splits, hashes=not args.no_hashes)
     leaked = any(a.leaked for a in audits)
     if args.json:
-        print(json.dumps({
-            "dataset": args.dataset,
-            "splits": {s: {"examples": len(src), "patients": len(src.patients()), "per_class": src.counts()}
-                       for s, src in splits.items()},
-            "pairs": [a.to_json() for a in audits],
-            "leaked": leaked,
-        }))
+        print(
+            json.dumps(
+                {
+                    "dataset": args.dataset,
+                    "splits": {
+                        s: {
+                            "examples": len(src),
+                            "patients": len(src.patients()),
+                            "per_class": src.counts(),
+                        }
+                        for s, src in splits.items()
+                    },
+                    "pairs": [a.to_json() for a in audits],
+                    "leaked": leaked,
+                }
+            )
+        )
     else:
         print(_table(args.dataset, splits, audits))
     if leaked and args.strict:

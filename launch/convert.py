@@ -47,10 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input_size", type=int, help="override: input side in pixels")
     p.add_argument("--crop_fraction", type=float, help="override: centre-crop fraction (0, 1]")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, help="override: resize filter")
-    p.add_argument("--mean", type=_floats,
-                   help="override: per-channel mean on [0,1] inputs, e.g. 0.485,0.456,0.406")
-    p.add_argument("--std", type=_floats,
-                   help="override: per-channel std on [0,1] inputs, e.g. 0.229,0.224,0.225")
+    p.add_argument(
+        "--mean",
+        type=_floats,
+        help="override: per-channel mean on [0,1] inputs, e.g. 0.485,0.456,0.406",
+    )
+    p.add_argument(
+        "--std",
+        type=_floats,
+        help="override: per-channel std on [0,1] inputs, e.g. 0.229,0.224,0.225",
+    )
     return p
 
 
@@ -64,16 +70,18 @@ def summary(params: dict[str, np.ndarray], meta: WeightMetadata, out: Path) -> s
     n = sum(int(np.size(v)) for v in params.values())
     names = meta.class_names
     shown = " | ".join(names[:3]) + (" | ..." if len(names) > 3 else "") if names else "no names"
-    return "\n".join([
-        f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)",
-        f"  arch {meta.arch}, tag {meta.tag}, {len(params)} tensors, {n:,} values",
-        f"  input {meta.input_size}px, crop {meta.crop_fraction:g}, {meta.interpolation}, "
-        f"{meta.channel_order}, mean {tuple(round(m, 4) for m in meta.mean)}, "
-        f"std {tuple(round(s, 4) for s in meta.std)}",
-        f"  {meta.num_classes} classes ({shown}); classifier {', '.join(meta.classifier_paths)}; "
-        f"first conv {meta.first_conv_path}",
-        f"  source: {meta.source}; licence: {meta.license}",
-    ])
+    return "\n".join(
+        [
+            f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)",
+            f"  arch {meta.arch}, tag {meta.tag}, {len(params)} tensors, {n:,} values",
+            f"  input {meta.input_size}px, crop {meta.crop_fraction:g}, {meta.interpolation}, "
+            f"{meta.channel_order}, mean {tuple(round(m, 4) for m in meta.mean)}, "
+            f"std {tuple(round(s, 4) for s in meta.std)}",
+            f"  {meta.num_classes} classes ({shown}); classifier {', '.join(meta.classifier_paths)}; "
+            f"first conv {meta.first_conv_path}",
+            f"  source: {meta.source}; licence: {meta.license}",
+        ]
+    )
 
 
 def _one_line(error: BaseException, weights: Path) -> str:

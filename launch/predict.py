@@ -135,8 +135,9 @@ def format_prediction(p: Prediction) -> str:
     return "\n".join(lines)
 
 
-def predict_pretrained(pretrained: str, images: Sequence[Path], *, top_k: int,
-                       arch: str | None = None):
+def predict_pretrained(
+    pretrained: str, images: Sequence[Path], *, top_k: int, arch: str | None = None
+):
     """``--pretrained`` mode: the converted network with its own head and metadata."""
     import models
     from models.registry import load_pretrained
@@ -167,19 +168,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="a training run directory (launch.train --workdir): its classes, probabilities and "
         "referral decision per image",
     )
-    p.add_argument("--heatmaps", action="store_true",
-                   help="with --workdir: also write occlusion heatmaps, overlays and a gallery")
-    p.add_argument("--heatmaps_dir", type=Path, metavar="DIR",
-                   help="where --heatmaps writes (default <workdir>/heatmaps); implies --heatmaps")
+    p.add_argument(
+        "--heatmaps",
+        action="store_true",
+        help="with --workdir: also write occlusion heatmaps, overlays and a gallery",
+    )
+    p.add_argument(
+        "--heatmaps_dir",
+        type=Path,
+        metavar="DIR",
+        help="where --heatmaps writes (default <workdir>/heatmaps); implies --heatmaps",
+    )
     from launch.occlusion import add_method_flags
 
     add_method_flags(p.add_argument_group("--heatmaps method (as launch.occlusion)"))
     p.add_argument("--arch", help="refuse weights for any other architecture (optional check)")
-    p.add_argument("--top_k", type=int, default=None,
-                   help="with --pretrained: classes per image (default 5); --workdir writes all")
+    p.add_argument(
+        "--top_k",
+        type=int,
+        default=None,
+        help="with --pretrained: classes per image (default 5); --workdir writes all",
+    )
     p.add_argument("--out", type=Path, help="write the predictions to this CSV")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
-                   help="image files (with --workdir also folders and globs)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files (with --workdir also folders and globs)",
+    )
     return p
 
 
@@ -189,8 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workdir is not None:
         if args.top_k is not None:
-            print("launch.predict: error: --top_k applies to --pretrained only; --workdir writes "
-                  "every class's probability", file=sys.stderr)
+            print(
+                "launch.predict: error: --top_k applies to --pretrained only; --workdir writes "
+                "every class's probability",
+                file=sys.stderr,
+            )
             return 2
         return predict_workdir(args)
     if args.heatmaps or args.heatmaps_dir is not None:
@@ -201,8 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("launch.predict: error: --top_k must be >= 1", file=sys.stderr)
         return 2
     try:
-        predictions, errors = predict_pretrained(args.pretrained, args.images, top_k=args.top_k,
-                                                 arch=args.arch)
+        predictions, errors = predict_pretrained(
+            args.pretrained, args.images, top_k=args.top_k, arch=args.arch
+        )
     except (models.WeightFileError, models.WeightMismatchError, FileNotFoundError, ValueError) as e:
         text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
         print(f"launch.predict: error: {text}", file=sys.stderr)
@@ -234,7 +255,9 @@ def predict_workdir(args: argparse.Namespace) -> int:
         print(f"launch.predict: error: {e}", file=sys.stderr)
         return 1
     meta, names = trained.metadata, trained.class_names
-    cfg = PreprocessConfig.from_metadata(meta, channels=trained.config.get("in_channels", meta.in_channels))
+    cfg = PreprocessConfig.from_metadata(
+        meta, channels=trained.config.get("in_channels", meta.in_channels)
+    )
     loaded = image_inputs.load_files(files, cfg)
     if loaded.paths:
         apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
@@ -244,26 +267,43 @@ def predict_workdir(args: argparse.Namespace) -> int:
             print(f"launch.predict: error: {e}", file=sys.stderr)
             return 2
         mesh = make_mesh()
-        probs = occlusion.unoccluded_probabilities(apply_fn, state, loaded.images, config=config, mesh=mesh)
+        probs = occlusion.unoccluded_probabilities(
+            apply_fn, state, loaded.images, config=config, mesh=mesh
+        )
         labels = image_inputs.labels_from_folders(loaded.paths, names, strict=False)
         patients = [patient_of(path) for path in loaded.paths]
         rows = report.prediction_rows(loaded.paths, patients, labels, probs, names)
         for row, p in zip(rows, probs):
             referral = f", referral: {row['referral']}" if row["referral"] else ""
-            print(f"{row['path']}: {row['prediction']} ({100 * p.max():.1f}%){referral}  "
-                  + " ".join(f"{n}={100 * q:.1f}%" for n, q in zip(names, p)))
+            print(
+                f"{row['path']}: {row['prediction']} ({100 * p.max():.1f}%){referral}  "
+                + " ".join(f"{n}={100 * q:.1f}%" for n, q in zip(names, p))
+            )
         if args.out is not None:
             report.write_csv(args.out, rows)
             print(f"wrote {args.out} ({len(rows)} images)")
         if args.heatmaps or args.heatmaps_dir is not None:
             out_dir = args.heatmaps_dir or Path(args.workdir) / "heatmaps"
             result, _, method_info = run_with_fidelity(
-                occlusion, apply_fn, state, loaded.images, config=config, mesh=mesh,
-                fidelity=not args.no_fidelity)
-            heatmaps.write_study(out_dir, result, loaded.images, loaded.paths, names, config,
-                                 labels=labels,
-                                 provenance={"workdir": str(args.workdir), **method_info},
-                                 geometry=(cfg.input_size, cfg.resize_size))
+                occlusion,
+                apply_fn,
+                state,
+                loaded.images,
+                config=config,
+                mesh=mesh,
+                fidelity=not args.no_fidelity,
+            )
+            heatmaps.write_study(
+                out_dir,
+                result,
+                loaded.images,
+                loaded.paths,
+                names,
+                config,
+                labels=labels,
+                provenance={"workdir": str(args.workdir), **method_info},
+                geometry=(cfg.input_size, cfg.resize_size),
+            )
             print(f"wrote heatmaps of {len(loaded.paths)} images to {out_dir}")
     for line in loaded.errors:
         print(f"launch.predict: error: {line}", file=sys.stderr)

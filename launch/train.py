@@ -81,6 +81,7 @@ HELP = {
     "max_wells": "isl: train on N wells (a seeded nested order: the transfer budgets)",
 }
 
+
 def _flag_kwargs(annotation: Any) -> dict[str, Any]:
     """argparse keyword arguments for a TrainConfig field annotation."""
     hint = annotation

@@ -1,8 +1,8 @@
 """Flax NNX model families, their registry, weight metadata and weight converters.
 
-    import models
-    net = models.create("resnet50", pretrained="resnet50.npz", num_classes=4)
-    logits, extras = net(images)   # float32 NHWC, normalised as models.metadata_for(...) says
+import models
+net = models.create("resnet50", pretrained="resnet50.npz", num_classes=4)
+logits, extras = net(images)   # float32 NHWC, normalised as models.metadata_for(...) says
 """
 
 # Each family registers its models (and pretrained tags) when imported.

@@ -67,10 +67,28 @@ LITE0_STAGES = (
 )
 
 
-def _conv_bn(cin: int, cout: int, k: int, *, stride: int = 1, groups: int = 1, act=jax.nn.relu6,
-             rngs: nnx.Rngs) -> ConvBN:
-    return ConvBN(cin, cout, k, stride=stride, padding="SAME", groups=groups,
-                  epsilon=BN_EPSILON, momentum=BN_MOMENTUM, act=act, rngs=rngs)
+def _conv_bn(
+    cin: int,
+    cout: int,
+    k: int,
+    *,
+    stride: int = 1,
+    groups: int = 1,
+    act=jax.nn.relu6,
+    rngs: nnx.Rngs,
+) -> ConvBN:
+    return ConvBN(
+        cin,
+        cout,
+        k,
+        stride=stride,
+        padding="SAME",
+        groups=groups,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        act=act,
+        rngs=rngs,
+    )
 
 
 class MBConv(nnx.Module):
@@ -80,8 +98,17 @@ class MBConv(nnx.Module):
     depth) exists only when the stride is 1 and the width is unchanged.
     """
 
-    def __init__(self, cin: int, cout: int, *, kernel: int, stride: int, expand: int,
-                 drop_path_rate: float, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        *,
+        kernel: int,
+        stride: int,
+        expand: int,
+        drop_path_rate: float,
+        rngs: nnx.Rngs,
+    ):
         mid = cin * expand
         self.expand = _conv_bn(cin, mid, 1, rngs=rngs) if expand != 1 else None
         self.depthwise = _conv_bn(mid, mid, kernel, stride=stride, groups=mid, rngs=rngs)
@@ -125,9 +152,15 @@ class EfficientNetLite(nnx.Module):
             blocks = []
             for r in range(spec.repeats):
                 blocks.append(
-                    MBConv(cin, spec.out_channels, kernel=spec.kernel,
-                           stride=spec.stride if r == 0 else 1, expand=spec.expand,
-                           drop_path_rate=drop_path_rate * index / num_blocks, rngs=rngs)
+                    MBConv(
+                        cin,
+                        spec.out_channels,
+                        kernel=spec.kernel,
+                        stride=spec.stride if r == 0 else 1,
+                        expand=spec.expand,
+                        drop_path_rate=drop_path_rate * index / num_blocks,
+                        rngs=rngs,
+                    )
                 )
                 cin, index = spec.out_channels, index + 1
             built.append(nnx.List(blocks))
@@ -152,11 +185,13 @@ class EfficientNetLite(nnx.Module):
         return self.head(self.dropout(pooled)), extras
 
 
-def efficientnet_lite0(*, num_classes: int, in_channels: int, rngs: nnx.Rngs,
-                       **kwargs) -> EfficientNetLite:
+def efficientnet_lite0(
+    *, num_classes: int, in_channels: int, rngs: nnx.Rngs, **kwargs
+) -> EfficientNetLite:
     """EfficientNet-Lite0; ``kwargs``: ``drop_rate`` (0.2), ``drop_path_rate`` (0.2)."""
-    return EfficientNetLite(stages=LITE0_STAGES, num_classes=num_classes,
-                            in_channels=in_channels, rngs=rngs, **kwargs)
+    return EfficientNetLite(
+        stages=LITE0_STAGES, num_classes=num_classes, in_channels=in_channels, rngs=rngs, **kwargs
+    )
 
 
 # Metadata of the architecture itself (what create(..., pretrained=None) expects); the

@@ -77,7 +77,9 @@ def load_flat_state(
     if skipped:
         log.info("%s: not loaded on purpose: %s", source, _show(skipped))
     if problems and strict:
-        raise WeightMismatchError(f"{source} does not fit {type(module).__name__}:\n  " + "\n  ".join(problems))
+        raise WeightMismatchError(
+            f"{source} does not fit {type(module).__name__}:\n  " + "\n  ".join(problems)
+        )
     for msg in problems:
         log.warning("%s: %s", source, msg)
     loaded = []

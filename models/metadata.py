@@ -51,26 +51,22 @@ class WeightMetadata:
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation {self.interpolation!r} is not one of {INTERPOLATIONS}"
-            )
+            raise ValueError(f"interpolation {self.interpolation!r} is not one of {INTERPOLATIONS}")
         if len(self.mean) != len(self.std):
             raise ValueError("mean and std must have the same length")
         if not 0.0 < self.crop_fraction <= 1.0:
             raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(
-                f"{len(self.class_names)} class names for {self.num_classes} classes"
-            )
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 
-    def replace(self, **changes: Any) -> "WeightMetadata":
+    def replace(self, **changes: Any) -> WeightMetadata:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "WeightMetadata":
+    def from_json(cls, text: str) -> WeightMetadata:
         raw = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - known

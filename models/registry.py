@@ -84,14 +84,21 @@ def resolve_pretrained(pretrained: str | os.PathLike) -> Path:
     return path
 
 
-def load_pretrained(pretrained: str | os.PathLike) -> tuple[dict[str, np.ndarray], WeightMetadata, Path]:
+def load_pretrained(
+    pretrained: str | os.PathLike,
+) -> tuple[dict[str, np.ndarray], WeightMetadata, Path]:
     path = resolve_pretrained(pretrained)
     params, meta = weights_file.load(path)
     return params, meta, path
 
 
-def metadata_for(name: str, pretrained: str | os.PathLike | None = None, *, num_classes: int | None = None,
-                 in_channels: int | None = None) -> WeightMetadata:
+def metadata_for(
+    name: str,
+    pretrained: str | os.PathLike | None = None,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+) -> WeightMetadata:
     """The preprocessing/metadata a model created with the same arguments expects."""
     meta = get_entry(name).default_metadata
     if pretrained is not None:
@@ -100,7 +107,11 @@ def metadata_for(name: str, pretrained: str | os.PathLike | None = None, *, num_
     if num_classes is not None and num_classes != meta.num_classes:
         changes.update(num_classes=num_classes, class_names=())
     if in_channels is not None and in_channels != meta.in_channels:
-        changes.update(in_channels=in_channels, mean=meta.mean[:1] * in_channels, std=meta.std[:1] * in_channels)
+        changes.update(
+            in_channels=in_channels,
+            mean=meta.mean[:1] * in_channels,
+            std=meta.std[:1] * in_channels,
+        )
         if in_channels == 1:  # grey level of the pretrained RGB statistics, see adapt_first_conv
             changes.update(mean=(float(np.mean(meta.mean)),), std=(float(np.mean(meta.std)),))
     return meta.replace(**changes) if changes else meta
@@ -166,14 +177,22 @@ def create(
     if n != meta.num_classes:
         log.warning(
             "%s: %d classes in the weights, %d asked: classifier %s re-initialised",
-            path, meta.num_classes, n, ", ".join(meta.classifier_paths),
+            path,
+            meta.num_classes,
+            n,
+            ", ".join(meta.classifier_paths),
         )
         skip.extend(meta.classifier_paths)
     if in_channels != meta.in_channels:
         key = meta.first_conv_path.rstrip("/") + "/kernel"
         params = dict(params)
         params[key] = adapt_first_conv(params[key], in_channels, std=meta.std)
-        log.info("%s: first convolution %r adapted from %d to %d input channels",
-                 path, meta.first_conv_path, meta.in_channels, in_channels)
+        log.info(
+            "%s: first convolution %r adapted from %d to %d input channels",
+            path,
+            meta.first_conv_path,
+            meta.in_channels,
+            in_channels,
+        )
     load_flat_state(model, params, source=str(path), skip=skip)
     return model

@@ -32,14 +32,17 @@ def _task(metrics: dict) -> str:
 
 def rows(run: Path) -> list[str]:
     out = []
-    for label, path in (("nested CV, train", run / "cv" / "report.json"),
-                        ("shared test split", run / "eval" / "test" / "report.json")):
+    for label, path in (
+        ("nested CV, train", run / "cv" / "report.json"),
+        ("shared test split", run / "eval" / "test" / "report.json"),
+    ):
         if not path.is_file():
             continue
         doc = json.loads(path.read_text())
         m, task = doc["metrics"], _task(doc["metrics"])
         recalls = ", ".join(
-            f"{n} {_cell(m, f'per_class/{n}/sensitivity').split(' ')[0]}" for n in doc["class_names"]
+            f"{n} {_cell(m, f'per_class/{n}/sensitivity').split(' ')[0]}"
+            for n in doc["class_names"]
         )
         out.append(
             f"| {run.name} | {label} | {doc['n_images']} / {doc['n_patients']} "
@@ -51,8 +54,10 @@ def rows(run: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("| run | estimate | images / patients | balanced acc. | accuracy | sensitivity "
-          "| specificity | AUC | weighted error | per-class recall |")
+    print(
+        "| run | estimate | images / patients | balanced acc. | accuracy | sensitivity "
+        "| specificity | AUC | weighted error | per-class recall |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for arg in sys.argv[1:]:
         print("\n".join(rows(Path(arg))))

@@ -13,10 +13,12 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import pytest  # noqa: E402
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("KERMANY_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "kermany"))
+SHARED_DATA = Path(
+    os.environ.get("KERMANY_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "kermany")
+)
 
 
 @pytest.fixture(scope="session")

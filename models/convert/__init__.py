@@ -26,7 +26,9 @@ def source_module(source: str):
     return importlib.import_module(f"models.convert.{source}")
 
 
-def convert_file(source: str, arch: str, weights: str | Path) -> tuple[dict[str, np.ndarray], WeightMetadata]:
+def convert_file(
+    source: str, arch: str, weights: str | Path
+) -> tuple[dict[str, np.ndarray], WeightMetadata]:
     """Read ``weights`` (a ``source``-format file for ``arch``) and return Flax params + metadata.
 
     Raises WeightFileError naming the file when it cannot be read or does not hold ``arch``.

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.convert.readers import read_torch as read  # noqa: F401  (source API)
 from models.convert.name_table import apply_table, entries
+from models.convert.readers import read_torch as read  # noqa: F401  (source API)
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
 from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata

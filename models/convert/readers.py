@@ -31,12 +31,18 @@ def read_torch(path: str | Path) -> dict[str, np.ndarray]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "UnpicklingError" in type(e).__name__:
+        if (
+            "weights_only" in str(e)
+            or "Unsupported global" in str(e)
+            or "UnpicklingError" in type(e).__name__
+        ):
             raise WeightFileError(
                 f"{path}: refused: the pickle holds objects other than tensors "
                 f"(possibly code); only plain state dicts are read ({msg})"
             ) from e
-        raise WeightFileError(f"{path}: unreadable or truncated torch file ({type(e).__name__}: {msg})") from e
+        raise WeightFileError(
+            f"{path}: unreadable or truncated torch file ({type(e).__name__}: {msg})"
+        ) from e
     return _state_dict_to_numpy(obj, path)
 
 
@@ -49,13 +55,17 @@ def _state_dict_to_numpy(obj: object, path: Path) -> dict[str, np.ndarray]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj:
-        raise WeightFileError(f"{path}: expected a state dict (name -> tensor), got {type(obj).__name__}")
+        raise WeightFileError(
+            f"{path}: expected a state dict (name -> tensor), got {type(obj).__name__}"
+        )
     out = {}
     for name, value in obj.items():
         if not isinstance(value, torch.Tensor):
             continue  # e.g. version counters stored beside the tensors
-        name = name[len("module."):] if name.startswith("module.") else name
-        out[name] = value.detach().to(torch.float32 if value.is_floating_point() else value.dtype).numpy()
+        name = name.removeprefix("module.")
+        out[name] = (
+            value.detach().to(torch.float32 if value.is_floating_point() else value.dtype).numpy()
+        )
     if not out:
         raise WeightFileError(f"{path}: the state dict holds no tensors")
     return out
@@ -67,12 +77,14 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     try:
         from safetensors.numpy import load_file
     except ImportError as e:
-        raise WeightFileError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
+        raise WeightFileError(
+            f"{path}: reading .safetensors needs the 'safetensors' package"
+        ) from e
     try:
         tensors = load_file(str(path))
     except Exception as e:
         raise WeightFileError(f"{path}: unreadable or truncated safetensors file ({e})") from e
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in tensors.items()}
+    return {k.removeprefix("module."): v for k, v in tensors.items()}
 
 
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:

@@ -39,4 +39,6 @@ def sample_files() -> dict[str, list[Path]]:
     """The bundled sample's files per class (train split), sorted."""
     from data_pipelines.sources import BUNDLED_OCT_SAMPLE
 
-    return {c.name: sorted(c.glob("*.jpeg")) for c in sorted((BUNDLED_OCT_SAMPLE / "train").iterdir())}
+    return {
+        c.name: sorted(c.glob("*.jpeg")) for c in sorted((BUNDLED_OCT_SAMPLE / "train").iterdir())
+    }

@@ -38,8 +38,9 @@ def test_load_image_shape_and_dtype():
 
 def test_train_batches_are_global_and_sharded(mesh):
     src = open_dataset("oct_sample", split="train")
-    it = make_train_iterator(src, PreprocessConfig(input_size=32, channels=1),
-                             global_batch_size=16, mesh=mesh, seed=0)
+    it = make_train_iterator(
+        src, PreprocessConfig(input_size=32, channels=1), global_batch_size=16, mesh=mesh, seed=0
+    )
     batch = next(it)
     assert batch["image"].shape == (16, 32, 32, 1) and batch["image"].dtype == np.uint8
     assert batch["label"].dtype == np.int32 and bool(np.all(batch["mask"]))
@@ -51,8 +52,11 @@ def test_train_batches_are_global_and_sharded(mesh):
 
 def test_eval_covers_every_example_once_with_padding(mesh):
     src = open_dataset("oct_sample", split="test")  # 32 examples, batches of 24 -> 16 padding
-    batches = list(make_eval_iterator(src, PreprocessConfig(input_size=16, channels=1),
-                                      global_batch_size=24, mesh=mesh))
+    batches = list(
+        make_eval_iterator(
+            src, PreprocessConfig(input_size=16, channels=1), global_batch_size=24, mesh=mesh
+        )
+    )
     index = np.concatenate([np.asarray(b["index"]) for b in batches])
     mask = np.concatenate([np.asarray(b["mask"]) for b in batches])
     assert len(batches) == 2

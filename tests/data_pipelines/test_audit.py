@@ -12,14 +12,21 @@ from launch import audit
 def _leaky_tree(make_tree, sample_files):
     cnv, dme = sample_files["CNV"], sample_files["DME"]
     shared_patient = cnv[0].name.split("-")[1]
-    files = {f"{s}/{c}/{files[i].name}": files[i] for c, files in sample_files.items()
-             for s, i in (("train", 1), ("test", 2), ("val", 3))}
-    files.update({
-        f"test/CNV/{cnv[0].name}": cnv[0],
-        f"train/DME/DME-{shared_patient}-9.jpeg": dme[5],  # train x test: shared patient
-        "train/CNV/CNV-424242-1.jpeg": cnv[0],  # train x test: identical bytes, other patient
-        "val/NORMAL/NORMAL-434343-1.jpeg": dme[5],  # train x val: identical bytes, DME vs NORMAL
-    })
+    files = {
+        f"{s}/{c}/{files[i].name}": files[i]
+        for c, files in sample_files.items()
+        for s, i in (("train", 1), ("test", 2), ("val", 3))
+    }
+    files.update(
+        {
+            f"test/CNV/{cnv[0].name}": cnv[0],
+            f"train/DME/DME-{shared_patient}-9.jpeg": dme[5],  # train x test: shared patient
+            "train/CNV/CNV-424242-1.jpeg": cnv[0],  # train x test: identical bytes, other patient
+            "val/NORMAL/NORMAL-434343-1.jpeg": dme[
+                5
+            ],  # train x val: identical bytes, DME vs NORMAL
+        }
+    )
     return make_tree(files), shared_patient
 
 
@@ -47,5 +54,9 @@ def test_audit_cli_strict_exit_codes(make_tree, sample_files, shared_data, capsy
     assert audit.main(["--dataset=oct", f"--data_dir={root}", "--strict"]) == 1
     assert "LEAK" in capsys.readouterr().out
     # The shared sample is patient-disjoint with no copies: clean, also with a carved val split.
-    assert audit.main(["--dataset=chest_xray", f"--data_dir={shared_data}", "--strict",
-                       "--val_fraction=0.2"]) == 0
+    assert (
+        audit.main(
+            ["--dataset=chest_xray", f"--data_dir={shared_data}", "--strict", "--val_fraction=0.2"]
+        )
+        == 0
+    )

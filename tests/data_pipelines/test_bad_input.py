@@ -17,8 +17,13 @@ from data_pipelines.sources import open_dataset
 
 @pytest.fixture
 def good_tree(make_tree, sample_files):
-    return make_tree({f"{s}/{c}/{files[i].name}": files[i] for c, files in sample_files.items()
-                      for s, i in (("train", 0), ("test", 1))})
+    return make_tree(
+        {
+            f"{s}/{c}/{files[i].name}": files[i]
+            for c, files in sample_files.items()
+            for s, i in (("train", 0), ("test", 1))
+        }
+    )
 
 
 def _corrupt(real: bytes) -> bytes:
@@ -53,8 +58,9 @@ def test_skip_leaves_out_and_logs_every_bad_file(make_tree, good_tree, caplog):
     assert "skipped 2 bad image" in caplog.text
 
 
-def test_corrupt_pixels_fail_at_decode_time_or_are_masked(make_tree, good_tree, sample_files,
-                                                          mesh8, caplog):
+def test_corrupt_pixels_fail_at_decode_time_or_are_masked(
+    make_tree, good_tree, sample_files, mesh8, caplog
+):
     bad = good_tree / "test/DME/DME-5-1.jpeg"
     make_tree({"test/DME/DME-5-1.jpeg": _corrupt(sample_files["DME"][2].read_bytes())}, good_tree)
     cfg = PreprocessConfig(input_size=16, channels=1)
@@ -65,7 +71,9 @@ def test_corrupt_pixels_fail_at_decode_time_or_are_masked(make_tree, good_tree, 
         list(make_eval_iterator(strict, cfg, global_batch_size=8, mesh=mesh8))
     lenient = open_dataset("oct", data_dir=good_tree, split="test", on_bad_image="skip")
     with caplog.at_level(logging.WARNING):
-        (batch,) = list(make_eval_iterator(lenient, cfg, global_batch_size=8, mesh=mesh8, threads=1))
+        (batch,) = list(
+            make_eval_iterator(lenient, cfg, global_batch_size=8, mesh=mesh8, threads=1)
+        )
     bad_index = [r.path for r in lenient.records].index(str(bad))
     index, mask = np.asarray(batch["index"]), np.asarray(batch["mask"])
     flagged = np.asarray(batch["bad"])
@@ -75,8 +83,9 @@ def test_corrupt_pixels_fail_at_decode_time_or_are_masked(make_tree, good_tree, 
     assert str(bad) in caplog.text
 
 
-def test_skipped_images_are_named_and_excluded_from_the_count(make_tree, good_tree,
-                                                              sample_files, mesh8):
+def test_skipped_images_are_named_and_excluded_from_the_count(
+    make_tree, good_tree, sample_files, mesh8
+):
     from engine.inference import SkippedImages
 
     bad = good_tree / "test/DME/DME-5-1.jpeg"
@@ -84,19 +93,23 @@ def test_skipped_images_are_named_and_excluded_from_the_count(make_tree, good_tr
     source = open_dataset("oct", data_dir=good_tree, split="test", on_bad_image="skip")
     cfg = PreprocessConfig(input_size=16, channels=1)
     batches = SkippedImages(make_eval_iterator(source, cfg, global_batch_size=8, mesh=mesh8))
-    seen = [int(i) for b in batches for i, m in zip(np.asarray(b["index"]), np.asarray(b["mask"]))
-            if m]
+    seen = [
+        int(i) for b in batches for i, m in zip(np.asarray(b["index"]), np.asarray(b["mask"])) if m
+    ]
     assert batches.paths(source.records) == [str(bad)]
     assert sorted(seen) == batches.expected(len(source)).tolist() and len(seen) == 4
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ("empty", "holds no images"),
-    ("unknown", "unknown class folder .*FOO; expected only CNV, DME, DRUSEN, NORMAL"),
-    ("missing_split", "split folder .*test is missing"),
-    ("wrong_root", "no split folder .*expected DIR/"),
-    ("no_dir", "does not exist"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("empty", "holds no images"),
+        ("unknown", "unknown class folder .*FOO; expected only CNV, DME, DRUSEN, NORMAL"),
+        ("missing_split", "split folder .*test is missing"),
+        ("wrong_root", "no split folder .*expected DIR/"),
+        ("no_dir", "does not exist"),
+    ],
+)
 def test_layout_errors_name_the_path_and_the_expected_layout(good_tree, change, message):
     data_dir = good_tree
     if change == "empty":
@@ -118,14 +131,18 @@ def test_layout_errors_name_the_path_and_the_expected_layout(good_tree, change, 
 def test_pneumonia_file_without_pathogen(make_tree, shared_data):
     film = next((shared_data / "chest_xray/train/PNEUMONIA").glob("*.jpeg"))
     normal = next((shared_data / "chest_xray/train/NORMAL").glob("*.jpeg"))
-    root = make_tree({"train/PNEUMONIA/person1_fungus_1.jpeg": film, "train/NORMAL/IM-0001-0001.jpeg": normal})
+    root = make_tree(
+        {"train/PNEUMONIA/person1_fungus_1.jpeg": film, "train/NORMAL/IM-0001-0001.jpeg": normal}
+    )
     with pytest.raises(BadImageError, match="person1_fungus_1.jpeg: pneumonia file name"):
         open_dataset("chest_xray_pathogen", data_dir=root, split="train")
     assert len(open_dataset("chest_xray", data_dir=root, split="train")) == 2
 
 
-@pytest.mark.parametrize(("dataset", "classes"), [("oct", "{CNV,DME,DRUSEN,NORMAL}"),
-                                                  ("chest_xray", "{NORMAL,PNEUMONIA}")])
+@pytest.mark.parametrize(
+    ("dataset", "classes"),
+    [("oct", "{CNV,DME,DRUSEN,NORMAL}"), ("chest_xray", "{NORMAL,PNEUMONIA}")],
+)
 def test_no_data_dir_says_where_to_get_the_archive(dataset, classes):
     with pytest.raises(DatasetLayoutError) as info:
         open_dataset(dataset, split="train")

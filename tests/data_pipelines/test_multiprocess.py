@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 READER = Path(__file__).with_name("two_process_reader.py")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,9 +24,16 @@ def test_two_processes_read_disjoint_covering_shards(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("XLA_FLAGS", None)
     outs = [tmp_path / f"p{i}.json" for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, str(READER), str(port), str(i), str(outs[i])],
-                              env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(READER), str(port), str(i), str(outs[i])],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
     for proc in procs:
         log, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, log.decode()[-3000:]

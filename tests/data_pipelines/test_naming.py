@@ -28,23 +28,29 @@ def test_pathogen_of_every_shared_pneumonia_file(shared_data):
     assert all(naming.pathogen(p) is None for p in (shared_data / "chest_xray").glob("*/NORMAL/*"))
 
 
-@pytest.mark.parametrize(("name", "patient"), [
-    ("CNV-1016042-1.jpeg", "1016042"),
-    ("DRUSEN-224974-11.jpeg", "224974"),
-    ("NORMAL-5193994-1.png", "5193994"),
-])
+@pytest.mark.parametrize(
+    ("name", "patient"),
+    [
+        ("CNV-1016042-1.jpeg", "1016042"),
+        ("DRUSEN-224974-11.jpeg", "224974"),
+        ("NORMAL-5193994-1.png", "5193994"),
+    ],
+)
 def test_oct_middle_number(name, patient):
     assert naming.oct_patient(name) == patient
     assert naming.chest_patient(name) is None
 
 
-@pytest.mark.parametrize(("name", "patient"), [
-    ("person1026_bacteria_2957.jpeg", "person1026"),
-    ("person1_virus_6.jpeg", "person1"),
-    ("IM-0041-0001.jpeg", "IM-0041"),
-    ("IM-0041-0001-0002.jpeg", "IM-0041"),
-    ("NORMAL2-IM-0041-0001.jpeg", "IM-0041"),  # same patient as IM-0041-0001 (conservative)
-])
+@pytest.mark.parametrize(
+    ("name", "patient"),
+    [
+        ("person1026_bacteria_2957.jpeg", "person1026"),
+        ("person1_virus_6.jpeg", "person1"),
+        ("IM-0041-0001.jpeg", "IM-0041"),
+        ("IM-0041-0001-0002.jpeg", "IM-0041"),
+        ("NORMAL2-IM-0041-0001.jpeg", "IM-0041"),  # same patient as IM-0041-0001 (conservative)
+    ],
+)
 def test_chest_patients(name, patient):
     assert naming.chest_patient(name) == patient
 

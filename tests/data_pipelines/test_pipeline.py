@@ -29,8 +29,12 @@ def _same(a, b):
 
 def test_thread_count_does_not_change_batches(source, mesh8):
     def run(threads):
-        return _take(make_train_iterator(source, CFG, global_batch_size=8, mesh=mesh8, seed=4,
-                                         threads=threads), 4)
+        return _take(
+            make_train_iterator(
+                source, CFG, global_batch_size=8, mesh=mesh8, seed=4, threads=threads
+            ),
+            4,
+        )
 
     one = run(1)
     assert _same(one, run(3))
@@ -63,7 +67,9 @@ def test_orbax_save_restore_continues_with_the_next_batch(source, mesh8, tmp_pat
     _take(it, 2)  # the live iterator moves on; the checkpoint must not
     restored = fresh()
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
-        manager.restore(4, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(restored)))
+        manager.restore(
+            4, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(restored))
+        )
     assert _same(reference[4:], _take(restored, 3))
 
 
@@ -81,7 +87,13 @@ def test_class_balanced_sampling(mesh8):
     skewed = synthetic_source("train", seed=0, per_class=8)
     skewed = skewed.filter(lambda r: r.label != 2 or r.patient.endswith("0"))  # 2 DRUSEN of 8
     assert skewed.counts()["DRUSEN"] == 2
-    it = make_train_iterator(skewed, CFG.replace(augment=False), global_batch_size=8, mesh=mesh8,
-                             seed=0, class_balanced=True)
+    it = make_train_iterator(
+        skewed,
+        CFG.replace(augment=False),
+        global_batch_size=8,
+        mesh=mesh8,
+        seed=0,
+        class_balanced=True,
+    )
     labels = np.concatenate([b["label"] for b in _take(it, 4)])  # one balanced epoch: 4 x 8
     assert np.bincount(labels, minlength=4).tolist() == [8, 8, 8, 8]

@@ -18,14 +18,26 @@ def _encoded(img: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize(("mode", "fmt"), [
-    ("L", "JPEG"), ("RGB", "JPEG"), ("CMYK", "JPEG"),
-    ("L", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("I;16", "PNG"), ("LA", "PNG"),
-])
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("L", "JPEG"),
+        ("RGB", "JPEG"),
+        ("CMYK", "JPEG"),
+        ("L", "PNG"),
+        ("RGB", "PNG"),
+        ("RGBA", "PNG"),
+        ("P", "PNG"),
+        ("I;16", "PNG"),
+        ("LA", "PNG"),
+    ],
+)
 def test_every_pixel_format_gives_grey_or_rgb_uint8(mode, fmt):
     rgb = Image.new("RGB", (120, 80), (200, 120, 40))
-    img = {"I;16": lambda: Image.fromarray(np.full((80, 120), 140 * 257, np.uint16)),
-           "P": lambda: rgb.convert("P", palette=Image.Palette.ADAPTIVE)}.get(mode, lambda: rgb.convert(mode))()
+    img = {
+        "I;16": lambda: Image.fromarray(np.full((80, 120), 140 * 257, np.uint16)),
+        "P": lambda: rgb.convert("P", palette=Image.Palette.ADAPTIVE),
+    }.get(mode, lambda: rgb.convert(mode))()
     data = _encoded(img, fmt)
     grey_value = {"I;16": 140}.get(mode, np.asarray(rgb.convert("L"))[0, 0])
     for channels in (1, 3):
@@ -46,7 +58,9 @@ def test_real_rgb_chest_film_and_bgr_order(shared_data):
 
 
 def test_draft_decodes_big_films_small_and_agrees_with_full_decoding(shared_data):
-    film = max((shared_data / "chest_xray/train/NORMAL").glob("*.jpeg"), key=lambda p: p.stat().st_size)
+    film = max(
+        (shared_data / "chest_xray/train/NORMAL").glob("*.jpeg"), key=lambda p: p.stat().st_size
+    )
     full = decode(film)
     reduced = decode(film, min_short_side=342, grey=True)
     assert min(reduced.size) >= 342 and reduced.size[0] <= full.size[0] // 2
@@ -66,11 +80,22 @@ def test_centre_crop_geometry():
 
 
 def test_from_metadata_is_duck_typed():
-    meta = types.SimpleNamespace(input_size=299, crop_fraction=0.875, interpolation="bicubic",
-                                 in_channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                                 channel_order="RGB")
+    meta = types.SimpleNamespace(
+        input_size=299,
+        crop_fraction=0.875,
+        interpolation="bicubic",
+        in_channels=3,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        channel_order="RGB",
+    )
     cfg = PreprocessConfig.from_metadata(meta, channels=1)
-    assert (cfg.input_size, cfg.channels, cfg.interpolation, cfg.resize_size) == (299, 1, "bicubic", 342)
+    assert (cfg.input_size, cfg.channels, cfg.interpolation, cfg.resize_size) == (
+        299,
+        1,
+        "bicubic",
+        342,
+    )
     assert cfg.mean == (0.5, 0.5, 0.5) and not cfg.augment
 
 
@@ -92,8 +117,15 @@ def test_augmentation_off_unless_asked_and_seeded_when_on():
 def test_identity_augmentation_reproduces_the_centre_crop(shared_data):
     scan = next((shared_data / "oct/test/CNV").glob("*.jpeg"))
     plain = PreprocessConfig(input_size=64, channels=1)
-    identity = plain.replace(augment=True, hflip=False, scale_range=(1.0, 1.0), max_rotate_degrees=0.0,
-                             max_translate_fraction=0.0, brightness=0.0, contrast=0.0)
+    identity = plain.replace(
+        augment=True,
+        hflip=False,
+        scale_range=(1.0, 1.0),
+        max_rotate_degrees=0.0,
+        max_translate_fraction=0.0,
+        brightness=0.0,
+        contrast=0.0,
+    )
     got = load_image(scan, identity, np.random.default_rng(0)).astype(float)
     want = load_image(scan, plain).astype(float)
     assert np.abs(got - want).mean() < 2.5

@@ -52,12 +52,21 @@ def test_max_per_class_draws_reproducibly(shared_data):
     assert first.counts() == {"CNV": 20, "DME": 20, "DRUSEN": 20, "NORMAL": 20}
     assert [r.path for r in draw(0).records] == [r.path for r in first.records]
     assert {r.path for r in draw(1).records} != {r.path for r in first.records}
-    assert open_dataset("oct", data_dir=shared_data, split="train", max_per_class=40).counts()["DRUSEN"] == 35
+    assert (
+        open_dataset("oct", data_dir=shared_data, split="train", max_per_class=40).counts()[
+            "DRUSEN"
+        ]
+        == 35
+    )
 
 
 def test_published_val_folder_and_missing_val(make_tree, sample_files):
-    tree = {f"{s}/{c}/{p.name}": p for s in ("train", "test") for c, files in sample_files.items()
-            for p in files[:2]}
+    tree = {
+        f"{s}/{c}/{p.name}": p
+        for s in ("train", "test")
+        for c, files in sample_files.items()
+        for p in files[:2]
+    }
     root = make_tree(tree)
     with pytest.raises(DatasetLayoutError, match="no val/ folder.*val_fraction"):
         open_dataset("oct", data_dir=root, split="val")
@@ -67,11 +76,13 @@ def test_published_val_folder_and_missing_val(make_tree, sample_files):
 
 
 def test_generic_folder_tree(make_tree, sample_files):
-    root = make_tree({
-        "train/zebra/a.jpeg": sample_files["CNV"][0],
-        "train/apple/b.jpeg": sample_files["DME"][0],
-        "test/zebra/c.jpeg": sample_files["CNV"][1],
-    })
+    root = make_tree(
+        {
+            "train/zebra/a.jpeg": sample_files["CNV"][0],
+            "train/apple/b.jpeg": sample_files["DME"][0],
+            "test/zebra/c.jpeg": sample_files["CNV"][1],
+        }
+    )
     train = open_dataset("folder", data_dir=root, split="train")
     test = open_dataset("folder", data_dir=root, split="test")
     assert train.class_names == ("apple", "zebra")
@@ -83,13 +94,18 @@ def test_drop_leaked_removes_from_train_only(make_tree, sample_files):
     cnv = sample_files["CNV"]
     test_file = cnv[0]
     patient = test_file.name.split("-")[1]
-    root = make_tree({
-        **{f"{s}/{c}/{files[i].name}": files[i] for c, files in sample_files.items()
-           for s, i in (("train", 1), ("test", 2))},
-        f"test/CNV/{test_file.name}": test_file,
-        "train/CNV/CNV-999-1.jpeg": test_file,  # same bytes, another name and patient
-        f"train/DME/DME-{patient}-7.jpeg": sample_files["DME"][3],  # a test patient in train
-    })
+    root = make_tree(
+        {
+            **{
+                f"{s}/{c}/{files[i].name}": files[i]
+                for c, files in sample_files.items()
+                for s, i in (("train", 1), ("test", 2))
+            },
+            f"test/CNV/{test_file.name}": test_file,
+            "train/CNV/CNV-999-1.jpeg": test_file,  # same bytes, another name and patient
+            f"train/DME/DME-{patient}-7.jpeg": sample_files["DME"][3],  # a test patient in train
+        }
+    )
     train = open_dataset("oct", data_dir=root, split="train", drop_leaked=True)
     test = open_dataset("oct", data_dir=root, split="test", drop_leaked=True)
     names = {r.path.rsplit("/", 1)[1] for r in train.records}
@@ -119,7 +135,7 @@ def test_synthetic_written_equals_in_memory(tmp_path):
     assert len(on_disk) == len(in_memory) == 8
     by_name = {r.path.split(">/", 1)[1]: (r, in_memory[i]) for i, r in enumerate(in_memory.records)}
     for record in on_disk.records:
-        expected, element = by_name[record.path[len(str(tmp_path)) + 1:]]
+        expected, element = by_name[record.path[len(str(tmp_path)) + 1 :]]
         assert record.lesion_box == expected.lesion_box
         assert record.patient == expected.patient and record.label == expected.label
         assert np.array_equal(np.asarray(Image.open(record.path)), element["image"])
@@ -128,8 +144,13 @@ def test_synthetic_written_equals_in_memory(tmp_path):
 def test_archive_roots_are_found_below_data_dir(make_tree, sample_files, tmp_path):
     # The Kaggle OCT archive unpacks to "OCT2017 " (trailing space); Mendeley's to CellData/OCT.
     for i, prefix in enumerate(("OCT2017 ", "ZhangLabData/CellData/OCT")):
-        parent = make_tree({f"{prefix}/{s}/{c}/{files[0].name}": files[0]
-                            for c, files in sample_files.items() for s in ("train", "test")},
-                           tmp_path / f"archive{i}")
+        parent = make_tree(
+            {
+                f"{prefix}/{s}/{c}/{files[0].name}": files[0]
+                for c, files in sample_files.items()
+                for s in ("train", "test")
+            },
+            tmp_path / f"archive{i}",
+        )
         src = open_dataset("oct", data_dir=parent, split="test")
         assert len(src) == 4 and prefix.strip() in src.root

@@ -16,15 +16,26 @@ from launch import prepare
 
 
 def test_prepare_oct_and_read_back_through_the_pipeline(make_tree, sample_files, tmp_path, mesh8):
-    manual = make_tree({f"{s}/{c}/{files[i].name}": files[i] for c, files in sample_files.items()
-                        for s, i in (("train", 0), ("train", 1), ("test", 2))})
+    manual = make_tree(
+        {
+            f"{s}/{c}/{files[i].name}": files[i]
+            for c, files in sample_files.items()
+            for s, i in (("train", 0), ("train", 1), ("test", 2))
+        }
+    )
     data_dir = tmp_path / "built"
-    assert prepare.main(["--dataset=oct", f"--manual_dir={manual}", f"--data_dir={data_dir}",
-                         "--short_side=64"]) == 0
+    assert (
+        prepare.main(
+            ["--dataset=oct", f"--manual_dir={manual}", f"--data_dir={data_dir}", "--short_side=64"]
+        )
+        == 0
+    )
     raw = open_dataset("oct", data_dir=manual, split="train")
     built = open_dataset("oct", data_dir=data_dir, split="train")
     assert built.counts() == raw.counts() == {"CNV": 2, "DME": 2, "DRUSEN": 2, "NORMAL": 2}
-    assert [(r.label, r.patient) for r in built.records] == [(r.label, r.patient) for r in raw.records]
+    assert [(r.label, r.patient) for r in built.records] == [
+        (r.label, r.patient) for r in raw.records
+    ]
     # Stored pre-resized (shorter side 64), grey; hashes are the original files'.
     stored = Image.open(io.BytesIO(built[0]["image_bytes"]))
     assert min(stored.size) == 64 and stored.mode == "L"
@@ -41,13 +52,28 @@ def test_prepare_oct_and_read_back_through_the_pipeline(make_tree, sample_files,
 
 def test_chest_build_serves_the_pathogen_tasks(make_tree, shared_data, tmp_path):
     chest = shared_data / "chest_xray"
-    pick = {"NORMAL": sorted((chest / "train/NORMAL").glob("*"))[:2],
-            "PNEUMONIA": sorted((chest / "train/PNEUMONIA").glob("*bacteria*"))[:1]
-            + sorted((chest / "train/PNEUMONIA").glob("*virus*"))[:2]}
-    manual = make_tree({f"{s}/{c}/{p.name}": p for c, files in pick.items() for p in files
-                        for s in ("train", "test")})
-    prepare.main(["--dataset=chest_xray", f"--manual_dir={manual}", f"--data_dir={tmp_path / 'b'}",
-                  "--short_side=32", "--image_format=png"])
+    pick = {
+        "NORMAL": sorted((chest / "train/NORMAL").glob("*"))[:2],
+        "PNEUMONIA": sorted((chest / "train/PNEUMONIA").glob("*bacteria*"))[:1]
+        + sorted((chest / "train/PNEUMONIA").glob("*virus*"))[:2],
+    }
+    manual = make_tree(
+        {
+            f"{s}/{c}/{p.name}": p
+            for c, files in pick.items()
+            for p in files
+            for s in ("train", "test")
+        }
+    )
+    prepare.main(
+        [
+            "--dataset=chest_xray",
+            f"--manual_dir={manual}",
+            f"--data_dir={tmp_path / 'b'}",
+            "--short_side=32",
+            "--image_format=png",
+        ]
+    )
     pathogen = open_dataset("chest_xray_pathogen", data_dir=tmp_path / "b", split="test")
     assert pathogen.counts() == {"BACTERIAL": 1, "VIRAL": 2}
     three = open_dataset("chest_xray_3class", data_dir=tmp_path / "b", split="train")

@@ -12,6 +12,7 @@ from engine.occlusion import OcclusionResult
 @pytest.mark.foreign
 def test_ssim_equals_scikit_image():
     from skimage import metrics
+
     rng = np.random.default_rng(0)
     for shape in [(40, 40), (51, 51), (13, 17)]:
         a = rng.normal(size=shape)

@@ -17,7 +17,11 @@ def test_every_preset_loads(name):
     assert isinstance(config, TrainConfig)
     assert TrainConfig.from_dict(config.to_dict()) == config
     if name.endswith("_smoke"):
-        expected = "oct_sample" if config.task == "classification" else ("isl_synthetic_a", "isl_synthetic_b")
+        expected = (
+            "oct_sample"
+            if config.task == "classification"
+            else ("isl_synthetic_a", "isl_synthetic_b")
+        )
         assert config.dataset in expected and config.steps is not None and config.steps <= 10
 
 

@@ -139,8 +139,13 @@ def test_linear_probe_leaves_out_an_undecodable_image(tiny_config, tmp_path):
     junk = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
     bad.write_bytes(bad.read_bytes()[:2] + b"\xff\xc0\x00\x03" + junk + b"\xff\xd9")
     config = tiny_config.replace(
-        dataset="oct", data_dir=str(tree), on_bad_image="skip", transfer="linear_probe",
-        steps=1, eval_every=1, val_fraction=0.25,
+        dataset="oct",
+        data_dir=str(tree),
+        on_bad_image="skip",
+        transfer="linear_probe",
+        steps=1,
+        eval_every=1,
+        val_fraction=0.25,
     )
     train(config, make_mesh(8))
     rows = read_metrics(Workdir(config.workdir))
@@ -163,8 +168,9 @@ def test_resume_does_not_need_the_pretrained_file(tiny_config, tmp_path):
     meta = models.metadata_for("small_cnn", num_classes=4, in_channels=1)
     weights_file.save(weights, flat_state(start), meta)
     mesh = make_mesh(8)
-    config = tiny_config.replace(transfer="finetune", pretrained=str(weights), steps=2,
-                                 eval_every=1)
+    config = tiny_config.replace(
+        transfer="finetune", pretrained=str(weights), steps=2, eval_every=1
+    )
     first = train(config, mesh, stop=StopAfterSteps(1))
     assert first.step == 1
     weights.unlink()
@@ -183,5 +189,6 @@ def test_feature_cache_key_follows_the_ordered_image_paths(tiny_config):
     assert key != cache_fingerprint(tiny_config, ["a.jpeg", "c.jpeg"], cfg)
     assert key != cache_fingerprint(tiny_config, ["b.jpeg", "a.jpeg"], cfg)
     assert key != cache_fingerprint(tiny_config, ["a.jpeg", "b.jpeg"], cfg.replace(input_size=64))
-    assert key != cache_fingerprint(tiny_config.replace(model_kwargs={"width": 8}),
-                                    ["a.jpeg", "b.jpeg"], cfg)
+    assert key != cache_fingerprint(
+        tiny_config.replace(model_kwargs={"width": 8}), ["a.jpeg", "b.jpeg"], cfg
+    )

