@@ -1,4 +1,4 @@
-"""Occlusion heatmap throughput: engine.occlusion vs a naive loop, MONAI, and the plain forward.
+"""Occlusion heatmap throughput: engine.occlusion.sweep vs a naive loop, MONAI, and the plain forward.
 
     python -m launch.benchmark --what=occlusion --images=2 --model=resnet50 --size=224 \
         --window=20 --stride=17 --max_batch=26 --rounds=3
@@ -9,7 +9,7 @@ same random uint8 images and an untrained network of the same shape (throughput 
 depend on the weights), interleaved over ``--rounds`` rounds (the machine is shared: a busy
 moment then slows every method). Rates: each method's best round; ratios: the median of the
 per-round ratios (``per_round`` and ``best_vs_best`` are printed too):
-- ``engine``: :func:`engine.occlusion.occlusion_sensitivity` over all N images in one call
+- ``engine``: :func:`engine.occlusion.sweep.occlusion_sensitivity` over all N images in one call
   (timed after a warm-up that compiles both programs), with ``--method`` (default the
   engine's: incremental);
 - ``naive``: one occluded image per jitted forward, occlusion made in numpy on the host (the
@@ -104,7 +104,7 @@ def _jax_model(args):
     import jax.numpy as jnp
 
     import models
-    from engine import occlusion
+    from engine.occlusion import sweep as occlusion
 
     model = models.create(args.model, num_classes=args.classes, in_channels=args.channels)
     model_apply, state = occlusion.nnx_apply_fn(model)
@@ -139,8 +139,8 @@ def engine_unit(
     args, apply_fn, state, images, windows: int
 ) -> Callable[[], tuple[float, int, float]]:
     """All N images in one occlusion_sensitivity call (both programs compiled by a warm-up)."""
-    from engine import occlusion
     from engine.mesh import make_mesh
+    from engine.occlusion import sweep as occlusion
 
     config = occlusion.OcclusionConfig(
         window=args.window,
@@ -174,13 +174,13 @@ def naive_unit(
 ) -> Callable[[], tuple[float, int, float]]:
     """Every window of ``--naive_images`` images, one occluded image per jitted forward.
 
-    The box shows the engine's own ``--fill`` (``engine.occlusion._fill_images``), so both
+    The box shows the engine's own ``--fill`` (``engine.occlusion.sweep._fill_images``), so both
     compute the same heatmap; the last call's drops are kept in ``unit.drops`` for tests.
     """
     import jax
     import jax.numpy as jnp
 
-    from engine.occlusion import OcclusionConfig, _fill_images, window_origins
+    from engine.occlusion.sweep import OcclusionConfig, _fill_images, window_origins
 
     config = OcclusionConfig(
         window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
@@ -219,8 +219,8 @@ def ceiling_unit(
 ) -> Callable[[], tuple[float, int, float]]:
     """Plain softmax forwards in full ``--max_batch`` batches (the program the engine uses for
     its unoccluded pass), as many images as the engine's occluded copies: the same work."""
-    from engine import occlusion
     from engine.mesh import make_mesh
+    from engine.occlusion import sweep as occlusion
 
     config = occlusion.OcclusionConfig(
         window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         skip.add("monai")
-    from engine.occlusion import window_origins
+    from engine.occlusion.sweep import window_origins
 
     windows = len(window_origins(args.size, args.window, args.stride)) ** 2
     images = np.random.default_rng(0).integers(

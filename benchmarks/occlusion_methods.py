@@ -5,8 +5,8 @@
 
 Per family at its default resolution (randomly initialised, 4 classes, eval mode, float32, one
 random uint8 image, the engine's normalisation), window ``--window``, stride ``--stride``:
-- ``full``: the engine's full-recompute chunk program (``engine.occlusion``);
-- ``incremental``: the exact incremental program (``engine.occlusion_incremental``), whose
+- ``full``: the engine's full-recompute chunk program (``engine.occlusion.sweep``);
+- ``incremental``: the exact incremental program (``engine.occlusion.incremental_maps``), whose
   probabilities are checked against ``full`` on the same windows (max abs difference printed);
 - ``approximate``: incremental with the projective-field threshold ``--tau``;
 - ``monai`` (ResNets, whole maps only): ``monai.visualize.OcclusionSensitivity`` on MONAI's
@@ -16,7 +16,7 @@ grid (an evenly spaced sub-grid including the borders; boxes sized for the whole
 rates are windows/s of the real per-window work on a CPU too slow for whole maps of every
 family; 0 = whole maps. Each method's rate is its best of ``--rounds`` interleaved rounds; the
 speed-ups are medians of per-round ratios. The FLOP bound is full recompute's multiply-adds over
-the incremental method's (``engine.incremental.flop_bound``, from the layer shapes), so
+the incremental method's (``engine.occlusion.incremental.flop_bound``, from the layer shapes), so
 ``ratio_to_bound`` = measured speed-up / bound.
 """
 
@@ -47,8 +47,10 @@ def measure_family(arch: str, args: argparse.Namespace) -> None:
 
     import models
     from benchmarks.occlusion import _jax_model
-    from engine import incremental, occlusion, occlusion_incremental
     from engine.mesh import make_mesh
+    from engine.occlusion import incremental
+    from engine.occlusion import incremental_maps as occlusion_incremental
+    from engine.occlusion import sweep as occlusion
 
     size = args.size or models.metadata_for(arch).input_size
     model_args = argparse.Namespace(model=arch, classes=4, channels=3)

@@ -19,7 +19,9 @@ import re
 from pathlib import PurePath
 
 OCT_NAME = re.compile(r"^(?P<cls>[A-Za-z]+)-(?P<patient>\d+)-(?P<n>\d+)$")
-PNEUMONIA_NAME = re.compile(r"^(?P<patient>person\d+)_(?P<pathogen>bacteria|virus)_\d+$", re.IGNORECASE)
+PNEUMONIA_NAME = re.compile(
+    r"^(?P<patient>person\d+)_(?P<pathogen>bacteria|virus)_\d+$", re.IGNORECASE
+)
 NORMAL_CHEST_NAME = re.compile(r"^(?:NORMAL2-)?(?P<patient>IM-\d+)-\d+(?:-\d+)?$", re.IGNORECASE)
 
 PATHOGENS = ("bacteria", "virus")

@@ -30,12 +30,12 @@ from jax.sharding import Mesh
 
 import models
 from engine.config import TrainConfig
+from engine.evaluation.pixel_metrics import pearson_by_label, well_sums
+from engine.evaluation.validation import host_rows
 from engine.losses import masked_pixel_cross_entropy
 from engine.mesh import batch_sharding
-from engine.pixel_metrics import pearson_by_label, well_sums
 from engine.state import ModelDef, TrainState
 from engine.steps import Forward, TrainStep, compute_dtype, jit_train_step, make_forward
-from engine.validation import host_rows
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from jax.sharding import Mesh
 
 import models
 from engine.checkpoints import restore_model_variables
+from engine.evaluation.validation import gather_outputs, host_rows
 from engine.state import place_replicated_keys
 from engine.steps import make_forward
-from engine.validation import gather_outputs, host_rows
 from engine.workdir import Workdir
 from models.metadata import WeightMetadata
 

@@ -30,13 +30,13 @@ from jax.sharding import Mesh
 
 from data_pipelines.splits import patient_folds
 from engine.config import TrainConfig
+from engine.evaluation.validation import classification_metrics, gather_outputs
 from engine.losses import cross_entropy
 from engine.mesh import batch_sharding, place_replicated
 from engine.probe_fit import DEFAULT_L2_GRID, LinearClassifier, ProbeCV, cross_validate
 from engine.run_log import RunLog
 from engine.state import ModelDef, TrainState
 from engine.steps import compute_dtype, jit_train_step, make_forward, step_metrics
-from engine.validation import classification_metrics, gather_outputs
 from engine.workdir import Workdir
 from models.metadata import WeightMetadata
 

@@ -27,6 +27,7 @@ from jax.sharding import Mesh
 import models
 from engine.checkpoints import RunCheckpoints
 from engine.config import TrainConfig
+from engine.evaluation.validation import classification_metrics, gather_outputs
 from engine.hooks import CheckpointHook, LogHook, ValidationHook
 from engine.inference import load_run
 from engine.linear_probe import (
@@ -49,7 +50,6 @@ from engine.run_log import RunLog
 from engine.state import build_model, init_train_state, resolve_pretrained
 from engine.steps import compute_dtype, make_forward, make_train_step
 from engine.tasks import dense_task, restrict_classes
-from engine.validation import classification_metrics, gather_outputs
 from engine.workdir import Workdir
 from engine.workdir_lock import WorkdirLock
 from models.metadata import WeightMetadata
@@ -309,7 +309,8 @@ def _solved_probe_run(
 
 def write_cv_report(out: Path, solved: Any, class_names: tuple[str, ...], config: TrainConfig):
     """The paper's metrics on the nested out-of-fold predictions, as launch.evaluate writes them."""
-    from engine import metrics, report
+    from engine.evaluation import metrics
+    from engine.reports import classification as report
 
     patients = [r.patient for r in solved.records]
     evaluation = metrics.evaluate(solved.cv.oof_probabilities, solved.labels, patients, class_names)

@@ -101,14 +101,16 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
 
     from data_pipelines.pipeline import make_eval_iterator
     from data_pipelines.preprocess import PreprocessConfig
-    from engine import inference, metrics, report
+    from engine import inference
+    from engine.evaluation import metrics
     from engine.mesh import make_mesh
+    from engine.reports import classification as report
     from engine.workdir import library_versions
 
     trained = inference.load_run(args.workdir, which=args.which)
     config = trained.config
     if config.get("task") == "isl":  # dense per-pixel task: its own metrics and report
-        from engine.isl_report import evaluate_isl
+        from engine.evaluation.isl import evaluate_isl
 
         return evaluate_isl(args, trained)
     source = open_eval_source(
@@ -189,7 +191,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
 
 def _print_summary(evaluation: Any) -> None:
     """Balanced accuracy and per-class recall first, then the paper's metrics; warnings last."""
-    from engine.report import headline_keys, headline_warnings
+    from engine.reports.classification import headline_keys, headline_warnings
 
     lead = headline_keys(evaluation)
     rest = [k for k in evaluation.metrics if not k.startswith("per_class/") and k not in lead]

@@ -9,7 +9,7 @@ the drop of the target class's probability (``--target=predicted`` or the folder
 All images go through one batched, mesh-sharded computation in chunks of ``--max_batch``
 occluded copies. ``--method``: ``incremental`` (default; exact to float rounding) recomputes
 per window only the patch of each layer the box changes, from the unoccluded image's cached
-layer outputs (``engine.incremental``); ``full`` runs every occluded copy through the whole
+layer outputs (``engine.occlusion.incremental``); ``full`` runs every occluded copy through the whole
 network; ``approximate`` adds ``--tau`` (cap each layer's patch at that fraction of its map)
 and/or ``--drill_down`` (a coarse pass, then the full stride only around its top fraction of
 windows), and reports its fidelity against the exact map (peak-window agreement, SSIM; the
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_method_flags(p: argparse.ArgumentParser) -> None:
     """``--method``, ``--tau``, ``--drill_down`` (shared with ``launch.predict --heatmaps``)."""
-    from engine.occlusion import (
+    from engine.occlusion.sweep import (
         APPROXIMATE_DRILL_DOWN,
         APPROXIMATE_TAU,
         DEFAULT_METHOD,
@@ -156,7 +156,7 @@ def method_fields(args: argparse.Namespace) -> dict:
 def run_with_fidelity(occlusion, apply_fn, state, images, *, config, mesh, fidelity=True, **kwargs):
     """``occlusion_sensitivity``; for an approximate config (unless ``fidelity`` is False) also
     the exact map and the approximation's fidelity (printed, and returned for the summary)."""
-    from engine import heatmap_fidelity
+    from engine.occlusion import fidelity as heatmap_fidelity
 
     start = time.perf_counter()
     result = occlusion.occlusion_sensitivity(
@@ -200,8 +200,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from data_pipelines.preprocess import PreprocessConfig
-    from engine import heatmaps, inference, occlusion
+    from engine import inference
     from engine.mesh import make_mesh
+    from engine.occlusion import sweep as occlusion
+    from engine.reports import heatmaps
     from launch import image_inputs
 
     trained = inference.load_run(args.workdir, which=args.which)

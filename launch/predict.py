@@ -115,8 +115,8 @@ def classify(model, meta, images: Sequence[Path], top_k: int) -> tuple[list[Pred
 
 
 def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
-    """One row per image and rank (``CSV_COLUMNS``), through ``engine.report.write_csv``."""
-    from engine import report
+    """One row per image and rank (``CSV_COLUMNS``), through ``engine.reports.classification.write_csv``."""
+    from engine.reports import classification as report
 
     rows = [
         dict(zip(CSV_COLUMNS, (p.path, rank, i, name, f"{prob:.6f}")))
@@ -242,8 +242,11 @@ def predict_workdir(args: argparse.Namespace) -> int:
     """``--workdir`` mode: the run's classes, probabilities, referral (and heatmaps) per image."""
     from data_pipelines.naming import patient_of
     from data_pipelines.preprocess import PreprocessConfig
-    from engine import heatmaps, inference, occlusion, report
+    from engine import inference
     from engine.mesh import make_mesh
+    from engine.occlusion import sweep as occlusion
+    from engine.reports import classification as report
+    from engine.reports import heatmaps
     from launch import image_inputs
     from launch.occlusion import method_fields, run_with_fidelity
 

@@ -46,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_from_args(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from engine.config import TrainConfig
+    from engine.evaluation.probe_study import study
     from engine.mesh import make_mesh
-    from engine.probe_study import study
 
     config = TrainConfig(
         model=args.model,

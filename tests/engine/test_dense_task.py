@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from engine.evaluation.pixel_metrics import pearson_by_label, pearson_from_sums, well_sums
 from engine.losses import masked_pixel_cross_entropy
-from engine.pixel_metrics import pearson_by_label, pearson_from_sums, well_sums
 
 
 def _logits_for(target: np.ndarray, bins: int, confidence: float = 20.0) -> jnp.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.heatmap_fidelity import compare, ssim
-from engine.occlusion import OcclusionResult
+from engine.occlusion.fidelity import compare, ssim
+from engine.occlusion.sweep import OcclusionResult
 
 
 @pytest.mark.foreign

@@ -1,4 +1,4 @@
-"""engine.metrics against hand-computed cases and brute-force definitions."""
+"""engine.evaluation.metrics against hand-computed cases and brute-force definitions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from engine import metrics
+from engine.evaluation import metrics
 
 OCT = ("CNV", "DME", "DRUSEN", "NORMAL")
 

@@ -1,4 +1,4 @@
-"""engine.occlusion tested for meaning (STYLE lesson 15), not shape."""
+"""engine.occlusion.sweep tested for meaning (STYLE lesson 15), not shape."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from engine import occlusion
 from engine.mesh import make_mesh
-from engine.occlusion import OcclusionConfig
+from engine.occlusion import sweep as occlusion
+from engine.occlusion.sweep import OcclusionConfig
 
 
 def constant_model(variables, x):

@@ -15,8 +15,9 @@ import pytest
 from flax import nnx
 
 import models
-from engine import incremental, occlusion
 from engine.mesh import make_mesh
+from engine.occlusion import incremental
+from engine.occlusion import sweep as occlusion
 
 TOLERANCE = 1e-5
 
@@ -143,7 +144,7 @@ def test_approximate_is_close_and_reports_itself():
     )
     assert approx.drops.shape == exact.drops.shape
     assert not np.allclose(approx.drops, exact.drops, atol=1e-6), "approximation did nothing"
-    from engine import heatmap_fidelity
+    from engine.occlusion import fidelity as heatmap_fidelity
 
     fidelity = heatmap_fidelity.compare(approx, exact)
     assert 0.0 <= fidelity["peak_agreement"] <= 1.0

@@ -1,4 +1,4 @@
-"""engine.report and engine.svg: the files a person and a machine read after evaluation."""
+"""engine.reports.classification and engine.reports.svg: the files a person and a machine read after evaluation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from engine import metrics, report, svg
+from engine.evaluation import metrics
+from engine.reports import classification as report
+from engine.reports import svg
 
 OCT = ("CNV", "DME", "DRUSEN", "NORMAL")
 
@@ -119,7 +121,7 @@ def test_confusion_svg_shows_every_count():
 
 
 def test_write_csv_fixed_columns_keep_the_header_of_an_empty_table(tmp_path):
-    from engine.report import write_csv
+    from engine.reports.classification import write_csv
 
     columns = ("path", "rank", "class_index", "class_name", "probability")
     empty = write_csv(tmp_path / "e.csv", [], columns=columns)

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from data_pipelines.synthetic import write_synthetic
-from engine.overlay import MAX_OVERLAY_SIDE, overlay_on_original_png
+from engine.reports.overlay import MAX_OVERLAY_SIDE, overlay_on_original_png
 from launch import evaluate, occlusion, predict, train
 
 PER_CLASS_TEST = 3  # 12 test images: a padded last batch at batch 8

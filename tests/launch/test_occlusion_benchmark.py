@@ -61,7 +61,7 @@ def test_method_comparison_per_family(capsys):
 @pytest.mark.parametrize("fill", ["zero", "mean"])
 def test_naive_peer_computes_the_engines_heatmap(fill):
     """The naive loop occludes with the same --fill as the engine: the same drops."""
-    from engine import occlusion
+    from engine.occlusion import sweep as occlusion
 
     args = types.SimpleNamespace(
         model="small_cnn",

@@ -3,7 +3,7 @@
 numbers beside the paper's).
 
 The paper's numbers are copied from ../shared/docs/ANCHORS.md (Kermany et al., Cell 2018) into
-:data:`PAPER`; each row names the metric key of :func:`engine.metrics.compute_metrics` it is
+:data:`PAPER`; each row names the metric key of :func:`engine.evaluation.metrics.compute_metrics` it is
 compared with. The experts' sensitivity/specificity points of the paper's Figure 3 are not in
 ANCHORS.md, so their *weighted-error range* (0.4%-10.5%, mean 4.8%) is drawn instead.
 """
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from engine import metrics, svg
+from engine.evaluation import metrics
+from engine.reports import svg
 
 SOURCE = "Kermany et al., Cell 172(5):1122-1131 (2018)"
 
@@ -35,7 +36,7 @@ class PaperRow:
     values: dict[str, float]
 
 
-# Keys are those of engine.metrics.compute_metrics; sensitivity/specificity of the OCT models
+# Keys are those of engine.evaluation.metrics.compute_metrics; sensitivity/specificity of the OCT models
 # are the urgent-referral decision's (ANCHORS.md).
 PAPER: dict[str, list[PaperRow]] = {
     "oct": [

@@ -1,8 +1,8 @@
 """Occlusion maps by incremental inference (``method="incremental"`` / ``"approximate"``).
 
-The heatmap conventions are ``engine.occlusion``'s; only how each occluded copy's target
+The heatmap conventions are ``engine.occlusion.sweep``'s; only how each occluded copy's target
 probability is computed differs: the model's forward for one image is traced once
-(``engine.incremental``), every layer's output for the unoccluded image is cached inside each
+(``engine.occlusion.incremental``), every layer's output for the unoccluded image is cached inside each
 compiled chunk, and per window only the patch each layer's output changes by is recomputed
 (``vmap`` over window positions, sharded over the mesh's ``data`` axis). ``exact`` up to float
 rounding (``tests/engine/test_occlusion_incremental.py``: <= 1e-5 on every probability).
@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from engine import incremental
-from engine.occlusion import ApplyFn, OcclusionConfig, _fill_images
+from engine.occlusion import incremental
+from engine.occlusion.sweep import ApplyFn, OcclusionConfig, _fill_images
 
 ProgressFn = Callable[[int, int], None]
 
@@ -67,7 +67,7 @@ def _compiled(
     """The jitted chunk program: (variables, image, iy[B], ix[B], target) -> target probs[B]."""
     from engine.mesh import batch_sharding
     from engine.mesh import replicated as replicated_sharding
-    from engine.occlusion import window_origins
+    from engine.occlusion.sweep import window_origins
 
     model = _traced(apply_fn, key, image_shape)
     h, w = image_shape[:2]

@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from engine.occlusion import LESION_RULES, OcclusionConfig, OcclusionResult, lesion_hits
-from engine.overlay import GalleryItem, gallery_html, overlay_on_original_png, overlay_png
+from engine.occlusion.sweep import LESION_RULES, OcclusionConfig, OcclusionResult, lesion_hits
+from engine.reports.overlay import GalleryItem, gallery_html, overlay_on_original_png, overlay_png
 
 
 def lesion_summary(
     result: OcclusionResult, boxes: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
 ) -> dict[str, Any]:
     """Fraction of images with a visible lesion whose largest-drop window falls on it, overall
-    and per true class, by both rules of :func:`engine.occlusion.lesion_hits` ("overlap" is
+    and per true class, by both rules of :func:`engine.occlusion.sweep.lesion_hits` ("overlap" is
     the headline). The paper: 94.7% overall; drusen 100%, CNV 94.0%, DME 91.0%."""
     has_lesion = np.asarray(boxes)[:, 0] >= 0
     out: dict[str, Any] = {
@@ -97,7 +97,7 @@ def write_study(
 
     ``geometry``: the preprocessing's ``(input_size, resize_size)``. When given, each overlay
     is drawn on the original file ``paths[i]`` (re-read; the heat mapped back through the
-    centre crop, see ``engine.overlay.overlay_on_original_png``); a file that cannot be
+    centre crop, see ``engine.reports.overlay.overlay_on_original_png``); a file that cannot be
     re-read, or no ``geometry``, gets the overlay on the model input ``images[i]``.
     """
     out = Path(out_dir)

@@ -24,11 +24,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from engine import svg
 from engine.config import TrainConfig, field_names
 from engine.dense_task import model_geometry, open_source, predict_wells
-from engine.pixel_metrics import pearson_by_label, well_sums
-from engine.report import write_json
+from engine.evaluation.pixel_metrics import pearson_by_label, well_sums
+from engine.reports import svg
+from engine.reports.classification import write_json
 
 log = logging.getLogger(__name__)
 

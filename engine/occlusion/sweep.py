@@ -13,8 +13,8 @@ only ``max_batch`` floats per chunk come back to the host. Chunks are dispatched
 host (two in flight), so hundreds of images go through one call with bounded memory. The
 inputs are host arrays of this process: one process (any number of local devices).
 That is ``method="full"``. ``"incremental"`` (the default; exact) and ``"approximate"``
-recompute per window only the patch each layer changes (``engine.occlusion_incremental``,
-``engine.incremental``), one image per chunk, under the same conventions and outputs.
+recompute per window only the patch each layer changes (``engine.occlusion.incremental_maps``,
+``engine.occlusion.incremental``), one image per chunk, under the same conventions and outputs.
 
 Conventions:
 - Window origins along an axis of length L are ``0, stride, ..., <= L - window``
@@ -42,8 +42,8 @@ from jax.sharding import Mesh
 
 FILLS = ("zero", "mean", "blur")
 # full: every occluded copy through the whole network; incremental: only the patch each
-# window changes, layer by layer (exact; engine.incremental); approximate: incremental with
-# Krypton's projective-field threshold tau and/or adaptive drill-down (engine.occlusion_incremental).
+# window changes, layer by layer (exact; engine.occlusion.incremental); approximate: incremental with
+# Krypton's projective-field threshold tau and/or adaptive drill-down (engine.occlusion.incremental_maps).
 METHODS = ("full", "incremental", "approximate")
 DEFAULT_METHOD = "incremental"
 APPROXIMATE_TAU = 0.5  # what method="approximate" uses when neither tau nor drill_down is set
@@ -443,7 +443,7 @@ def _incremental_occluded(
 ) -> np.ndarray:
     """``[N, gy, gx]`` occluded target probabilities by incremental inference; with
     drill-down, the coarse grid first, then the full grid around its largest drops."""
-    from engine import occlusion_incremental as inc
+    from engine.occlusion import incremental_maps as inc
 
     tau, fraction = config.approximation
     n = len(images)

@@ -4,7 +4,7 @@ The paper's measure of In Silico Labeling accuracy (Christiansen et al. 2018, Fi
 Pearson's r over all pixels of a label in the held-out images. Here each well contributes
 its valid pixels (``target_mask``); r is computed from per-well sums (n, sum x, sum y,
 sum x^2, sum y^2, sum xy), so the 95% CI is a percentile bootstrap that resamples whole
-wells with replacement (``engine.metrics.bootstrap_indices``, the same helper the
+wells with replacement (``engine.evaluation.metrics.bootstrap_indices``, the same helper the
 classification report resamples patients with) and pools their pixels, cheaply.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.metrics import bootstrap_indices
+from engine.evaluation.metrics import bootstrap_indices
 
 
 def well_sums(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Evaluation: the paper's metrics, validation during training, pixel metrics, probe studies."""

@@ -1,0 +1,1 @@
+"""Occlusion sensitivity: the batched sweep, incremental inference, and map fidelity."""

@@ -1,0 +1,1 @@
+"""Host-only outputs for people: evaluation reports, charts, heatmap overlays and galleries."""
