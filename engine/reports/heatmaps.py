@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.anchors import OCCLUSION_LESION_CHECK as PAPER_LESION
 from engine.occlusion.sweep import LESION_RULES, OcclusionConfig, OcclusionResult, lesion_hits
 from engine.reports.overlay import GalleryItem, gallery_html, overlay_on_original_png, overlay_png
 
@@ -54,11 +55,7 @@ def lesion_summary(
             "fraction": float(hits[has_lesion].mean()) if has_lesion.any() else None,
             "per_class": per_class,
         }
-    out["paper"] = {
-        "fraction": 0.947,
-        "per_class": {"DRUSEN": 1.0, "CNV": 0.94, "DME": 0.91},
-        "images": 491,
-    }
+    out["paper"] = {**PAPER_LESION, "per_class": dict(PAPER_LESION["per_class"])}
     return out
 
 
@@ -194,7 +191,7 @@ def write_study(
             lines.append(
                 f"Lesion check ({check['definition'][rule]}): {c['hits']}/"
                 f"{check['images_with_lesion']} = {100 * c['fraction']:.1f}% ({per}); "
-                "paper 94.7% on 491 OCT images."
+                f"paper {100 * PAPER_LESION['fraction']:.1f}% on {PAPER_LESION['images']} OCT images."
             )
     if overlays:
         (out / "index.html").write_text(
