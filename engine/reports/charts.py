@@ -173,9 +173,7 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str]) -> Figure:
         for j in range(k):
             ink = "white" if share[i, j] > 0.6 else "black"
             ax.text(j, i - 0.08, str(int(counts[i, j])), ha="center", va="center", color=ink)
-            ax.text(
-                j, i + 0.22, f"{100 * share[i, j]:.1f}%", ha="center", va="center", color=ink
-            )
+            ax.text(j, i + 0.22, f"{100 * share[i, j]:.1f}%", ha="center", va="center", color=ink)
     return figure
 
 

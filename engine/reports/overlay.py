@@ -1,19 +1,21 @@
 """Pictures of occlusion heatmaps: a colour map, PNG overlays (on the original image, or on the
 model's input), an HTML gallery.
 
-No plotting library: the colour map is a small table interpolated in numpy, images are
-written with Pillow, the gallery is one static HTML page linking the PNGs.
+The overlays are pixels, not charts: the colour map is a small table interpolated in numpy and
+the images are written with Pillow; the gallery is one static page linking the PNGs, from the
+jinja2 template ``templates/gallery.html.j2``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from engine.reports.pages import render
 
 # Perceptually ordered "inferno"-like ramp: black -> purple -> orange -> pale yellow.
 _RAMP = np.array(
@@ -194,21 +196,4 @@ class GalleryItem:
 
 def gallery_html(title: str, summary: Sequence[str], items: Sequence[GalleryItem]) -> str:
     """A static page: summary lines, then a grid of overlay cards."""
-    style = (
-        "body{font-family:sans-serif;margin:20px}.grid{display:flex;flex-wrap:wrap;gap:10px}"
-        ".card{border:3px solid #ccc;padding:6px;width:300px;font-size:12px}.card img{width:100%}"
-        ".hit{border-color:#2ca02c}.miss{border-color:#d62728}.t{font-weight:bold;word-break:break-all}"
-    )
-    cards = "".join(
-        f'<div class="card {item.flag}"><img src="{html.escape(item.png)}" loading="lazy">'
-        f"<div class=t>{html.escape(item.title)}</div>"
-        + "".join(f"<div>{html.escape(line)}</div>" for line in item.lines)
-        + "</div>"
-        for item in items
-    )
-    head = "".join(f"<p>{html.escape(line)}</p>" for line in summary)
-    return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{head}"
-        f"<div class=grid>{cards}</div></body></html>\n"
-    )
+    return render("gallery.html.j2", title=title, summary=list(summary), items=list(items))
