@@ -9,6 +9,7 @@ import io
 import json
 import re
 
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
@@ -165,6 +166,8 @@ def test_png_bytes_are_the_same_for_the_same_data_and_differ_for_other_data():
     assert first.startswith(b"\x89PNG") and b"Software" not in first and b"matplotlib" not in first
     assert draw(0.7) == first
     assert draw(0.8) != first
+    with matplotlib.rc_context({"font.size": 20, "lines.linewidth": 7, "savefig.dpi": 50}):
+        assert draw(0.7) == first  # a user's matplotlibrc changes nothing
 
 
 def test_report_files_are_byte_identical_across_runs(tmp_path, oct_evaluation):
