@@ -28,8 +28,8 @@ from engine.config import TrainConfig, field_names
 from engine.dense_task import model_geometry, open_source, predict_wells
 from engine.evaluation.pixel_metrics import pearson_by_label, well_sums
 from engine.reports import charts
-from engine.reports.classification import write_json
 from engine.reports.pages import ChartImage, chart_file_name, render
+from engine.reports.writers import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -220,10 +220,9 @@ def write_html(
     out: Path, document: dict[str, Any], source: Any, predictions: list[np.ndarray]
 ) -> Path:
     """Write report.html and its scatter PNGs into ``out``; returns the page's path."""
-    Path(out).mkdir(parents=True, exist_ok=True)
     scatters = scatter_charts(document, source, predictions)
     for chart in scatters:
         chart.write(out)
-    path = Path(out) / "report.html"
-    path.write_text(render_html(document, source, predictions, scatters), encoding="utf-8")
-    return path
+    return write_text(
+        Path(out) / "report.html", render_html(document, source, predictions, scatters)
+    )

@@ -14,9 +14,7 @@ evaluation write the same bytes.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from engine.anchors import EXPERT_WEIGHTED_ERROR, PAPER, SOURCE, PaperRow
 from engine.evaluation import metrics
 from engine.reports import charts
 from engine.reports.pages import ChartImage, chart_file_name, render
+from engine.reports.writers import write_csv, write_json, write_text  # callers use report.write_*
 
 
 def paper_rows(evaluation: metrics.Evaluation) -> list[PaperRow]:
@@ -69,21 +68,6 @@ def prediction_rows(
     return rows
 
 
-def write_csv(
-    path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
-) -> Path:
-    """Write dict rows (all with the same keys) as CSV; ``columns`` (default: the first row's
-    keys) fixes the header, so an empty table still has it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = list(columns) if columns is not None else list(rows[0]) if rows else ["path"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 # ----------------------------------------------------------------------------- JSON
 
 
@@ -112,13 +96,6 @@ def report_document(evaluation: metrics.Evaluation, provenance: dict[str, Any]) 
     if metrics.is_oct(evaluation.class_names):
         doc["paper"]["experts_weighted_error"] = dict(EXPERT_WEIGHTED_ERROR)
     return doc
-
-
-def write_json(path: str | Path, document: dict[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-    return path
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -297,11 +274,5 @@ def write_report(
     return {
         "json": write_json(out_dir / "report.json", report_document(evaluation, provenance)),
         "csv": write_csv(out_dir / "predictions.csv", rows),
-        "html": _write_text(out_dir / "report.html", render_html(evaluation, provenance, drawn)),
+        "html": write_text(out_dir / "report.html", render_html(evaluation, provenance, drawn)),
     }
-
-
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path

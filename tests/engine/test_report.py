@@ -198,13 +198,11 @@ def test_chart_file_names_are_safe():
 
 
 def test_write_csv_fixed_columns_keep_the_header_of_an_empty_table(tmp_path):
-    from engine.reports.classification import write_csv
-
     columns = ("path", "rank", "class_index", "class_name", "probability")
-    empty = write_csv(tmp_path / "e.csv", [], columns=columns)
+    empty = report.write_csv(tmp_path / "e.csv", [], columns=columns)
     assert empty.read_text().splitlines() == [",".join(columns)]
     row = dict(zip(columns, ("a.png", 1, 3, "cat", "0.5")))
-    lines = write_csv(tmp_path / "r.csv", [row], columns=columns).read_text().splitlines()
+    lines = report.write_csv(tmp_path / "r.csv", [row], columns=columns).read_text().splitlines()
     assert lines == [",".join(columns), "a.png,1,3,cat,0.5"]
 
 
