@@ -1,4 +1,4 @@
-"""engine.reports.classification, engine.reports.charts and engine.reports.pages: the files a
+"""engine.reports (classification, charts, pages) and the ISL report page: the files a
 person and a machine read after evaluation, the same bytes on every run."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from engine import anchors
-from engine.evaluation import metrics
+from engine.evaluation import isl, metrics
 from engine.reports import charts, pages
 from engine.reports import classification as report
 from engine.reports.overlay import GalleryItem, gallery_html
@@ -217,3 +217,52 @@ def test_report_leads_with_balanced_metrics_and_warns_of_ignored_classes(tmp_pat
     page = paths["html"].read_text()
     assert page.index("Balanced accuracy and per-class recall") < page.index("Confusion matrix")
     assert "DRUSEN is never predicted" in page and "DRUSEN recall" in page
+
+
+class _Wells:
+    """Two 8x8 wells, 3 z planes, two labels (the second stained in the first well only)."""
+
+    labels = ("DAPI", "MAP2")
+
+    def __init__(self):
+        rng = np.random.default_rng(1)
+        self.wells = []
+        for i in range(2):
+            mask = np.ones((8, 8, 2), np.float32)
+            mask[..., 1] = float(i == 0)
+            self.wells.append(
+                {
+                    "image": rng.random((8, 8, 3)).astype(np.float32),
+                    "target": rng.random((8, 8, 2)).astype(np.float32),
+                    "target_mask": mask,
+                    "well": f"w{i}",
+                }
+            )
+
+    def __len__(self):
+        return len(self.wells)
+
+    def __getitem__(self, i):
+        return self.wells[i]
+
+
+def test_isl_report_page_and_scatter_charts_are_byte_identical_across_runs(tmp_path):
+    source = _Wells()
+    predictions = [np.clip(w["target"] + 0.1, 0, 1) for w in source.wells]
+    document = {
+        "per_label": {
+            "DAPI": {"r": 0.91, "ci_low": 0.8, "ci_high": 0.95, "wells": 2, "pixels": 128},
+            "MAP2": {"r": 0.5, "ci_low": None, "ci_high": None, "wells": 1, "pixels": 64},
+        },
+        "provenance": {"model": "isl_net", "wells": ["w0", "w1"]},
+    }
+    for name in ("a", "b"):
+        isl.write_html(tmp_path / name, document, source, predictions)
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == ["report.html", "scatter_DAPI.png", "scatter_MAP2.png"]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert page.count('<a href="scatter_') == 2 and "DAPI (r = 0.910)" in page
+    assert "MAP2 predicted" in page and page.count("<h3>") == 2  # w1 has no MAP2 panels
+    assert page.count("MAP2 predicted</figcaption>") == 1 and "0.8000 - 0.9500" in page
