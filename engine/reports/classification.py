@@ -220,9 +220,8 @@ def report_charts(evaluation: metrics.Evaluation) -> dict[str, list[ChartImage]]
         title = f"weighted error: ours vs the paper's {e['experts']} experts (range, mean line)"
         ours = evaluation.metrics["weighted_error"]
         strip = charts.range_strip_figure(title, ours, e["low"], e["high"], mean=e["mean"])
-        notes = [
-            f"ours {_pct(ours)}; experts {_pct(e['low'])}–{_pct(e['high'])}, mean {_pct(e['mean'])}"
-        ]
+        experts = f"{_pct(e['low'])}–{_pct(e['high'])}, mean {_pct(e['mean'])}"
+        notes = [f"ours {_pct(ours)}; experts {experts}"]
         drawn["experts"].append(_chart("weighted_error", title, strip, notes))
     drawn["roc"] = _roc_charts(evaluation)
     confusion = charts.confusion_figure(evaluation.confusion, evaluation.class_names)

@@ -192,7 +192,8 @@ def write_study(
             lines.append(
                 f"Lesion check ({check['definition'][rule]}): {c['hits']}/"
                 f"{check['images_with_lesion']} = {100 * c['fraction']:.1f}% ({per}); "
-                f"paper {100 * PAPER_LESION['fraction']:.1f}% on {PAPER_LESION['images']} OCT images."
+                f"paper {100 * PAPER_LESION['fraction']:.1f}% on "
+                f"{PAPER_LESION['images']} OCT images."
             )
     if overlays:
         (out / "index.html").write_text(

@@ -34,7 +34,8 @@ _RAMP = np.array(
 
 
 def colorize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
-    """``[H, W]`` values -> uint8 RGB ``[H, W, 3]``; 0 and below black, ``vmax`` and above yellow."""
+    """``[H, W]`` values -> uint8 RGB ``[H, W, 3]``; 0 and below black, ``vmax`` and above
+    yellow."""
     values = np.asarray(values, np.float64)
     top = vmax if vmax is not None else max(float(values.max(initial=0.0)), 1e-12)
     t = np.clip(values / max(top, 1e-12), 0.0, 1.0) * (len(_RAMP) - 1)
