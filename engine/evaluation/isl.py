@@ -8,14 +8,13 @@ Restores the run's checkpoint, predicts every well of the split by tiling it
   all wells of the split), ``ci95`` (percentile bootstrap over wells), per-label pixel and
   well counts, and provenance (model, checkpoint, data set, wells, git commit);
 - ``report.html``: for a few wells, input planes beside true and predicted fluorescence per
-  label, and per label a predicted-vs-true intensity scatter plot (self-contained: PNGs and
-  SVG inline).
+  label, and per label a predicted-vs-true intensity scatter plot (matplotlib, also written
+  beside the page as ``scatter_<label>.png``); self-contained: every PNG inline.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import logging
 from pathlib import Path
@@ -23,12 +22,14 @@ from typing import Any
 
 import jax
 import numpy as np
+from PIL import Image
 
 from engine.config import TrainConfig, field_names
 from engine.dense_task import model_geometry, open_source, predict_wells
 from engine.evaluation.pixel_metrics import pearson_by_label, well_sums
-from engine.reports import svg
-from engine.reports.classification import write_json
+from engine.reports import charts
+from engine.reports.pages import ChartImage, chart_file_name, render
+from engine.reports.writers import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,7 @@ def evaluate_isl(args: Any, trained: Any) -> dict[str, Path]:
     }
     out = args.out or Path(args.workdir) / "eval" / args.split
     paths = {"json": write_json(out / "report.json", document)}
-    page = render_html(document, source, predictions)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.html").write_text(page, encoding="utf-8")
-    paths["html"] = out / "report.html"
+    paths["html"] = write_html(out, document, source, predictions)
     for label, row in table.items():
         ci = "" if row["ci_low"] is None else f"  (95% CI {row['ci_low']:.3f}-{row['ci_high']:.3f})"
         print(f"  pearson/{label:28s} {row['r']:.4f}{ci}  [{row['wells']} wells]")
@@ -130,15 +128,13 @@ def evaluate_isl(args: Any, trained: Any) -> dict[str, Path]:
 
 
 def _png(image: np.ndarray) -> str:
-    """A [0, 1] grey image as an inline PNG ``<img>`` (scaled up 2x, nearest)."""
-    from PIL import Image
-
+    """A [0, 1] grey image as an inline PNG data URI (scaled up 2x, nearest)."""
     pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).resize((pixels.shape[1] * 2, pixels.shape[0] * 2), Image.NEAREST).save(
-        buffer, format="PNG"
-    )
-    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    Image.fromarray(pixels).resize(
+        (pixels.shape[1] * 2, pixels.shape[0] * 2), Image.Resampling.NEAREST
+    ).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _stretch(image: np.ndarray) -> np.ndarray:
@@ -146,17 +142,9 @@ def _stretch(image: np.ndarray) -> np.ndarray:
     return (image - lo) / max(hi - lo, 1e-6)
 
 
-def render_html(document: dict[str, Any], source: Any, predictions: list[np.ndarray]) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(label)}</td><td>{row['r']:.4f}</td><td>"
-        + ("-" if row["ci_low"] is None else f"{row['ci_low']:.4f} - {row['ci_high']:.4f}")
-        + f"</td><td>{row['wells']}</td><td>{row['pixels']}</td></tr>"
-        for label, row in document["per_label"].items()
-    )
-    prov = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in document["provenance"].items()
-    )
+def _panels(source: Any, predictions: list[np.ndarray]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """For the first :data:`PANEL_WELLS` wells: (well, [(caption, PNG data URI)]): three input
+    planes, then each label's true and predicted fluorescence where the well has that label."""
     panels = []
     for i in range(min(PANEL_WELLS, len(source))):
         example, pred = source[i], predictions[i]
@@ -172,12 +160,15 @@ def render_html(document: dict[str, Any], source: Any, predictions: list[np.ndar
                     (f"{label} true", example["target"][..., j]),
                     (f"{label} predicted", pred[..., j]),
                 ]
-        figures = "".join(
-            f"<figure>{_png(im)}<figcaption>{html.escape(t)}</figcaption></figure>"
-            for t, im in cells
-        )
-        panels.append(f"<h3>{html.escape(example['well'])}</h3><div class=row>{figures}</div>")
-    scatters = []
+        panels.append((str(example["well"]), [(t, _png(im)) for t, im in cells]))
+    return panels
+
+
+def scatter_charts(
+    document: dict[str, Any], source: Any, predictions: list[np.ndarray]
+) -> list[ChartImage]:
+    """Per label with valid pixels: predicted against true intensity over every well."""
+    drawn = []
     for j, label in enumerate(source.labels):
         xs, ys = [], []
         for i, pred in enumerate(predictions):
@@ -185,27 +176,53 @@ def render_html(document: dict[str, Any], source: Any, predictions: list[np.ndar
             xs.append(source[i]["target"][..., j][keep])
             ys.append(pred[..., j][keep])
         if sum(len(x) for x in xs):
-            r = document["per_label"][label]["r"]
-            scatters.append(
-                svg.scatter_svg(
-                    f"{label} (r = {r:.3f})",
-                    np.concatenate(xs),
-                    np.concatenate(ys),
-                    x_label="true intensity",
-                    y_label="predicted intensity",
-                )
+            title = f"{label} (r = {document['per_label'][label]['r']:.3f})"
+            figure = charts.scatter_figure(
+                title,
+                np.concatenate(xs),
+                np.concatenate(ys),
+                x_label="true intensity",
+                y_label="predicted intensity",
             )
-    style = (
-        "body{font-family:sans-serif;margin:24px;max-width:1400px}table{border-collapse:collapse;"
-        "margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-        ".row{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}figcaption{font-size:11px}"
+            drawn.append(
+                ChartImage(chart_file_name(f"scatter_{label}"), title, charts.png_bytes(figure))
+            )
+    return drawn
+
+
+def render_html(
+    document: dict[str, Any],
+    source: Any,
+    predictions: list[np.ndarray],
+    scatters: list[ChartImage] | None = None,
+) -> str:
+    """report.html (``scatters``: :func:`scatter_charts`'s result, drawn here when not given)."""
+    rows = [
+        (
+            label,
+            f"{row['r']:.4f}",
+            "-" if row["ci_low"] is None else f"{row['ci_low']:.4f} - {row['ci_high']:.4f}",
+            row["wells"],
+            row["pixels"],
+        )
+        for label, row in document["per_label"].items()
+    ]
+    return render(
+        "isl_report.html.j2",
+        rows=rows,
+        scatters=scatter_charts(document, source, predictions) if scatters is None else scatters,
+        panels=_panels(source, predictions),
+        provenance=[(str(k), str(v)) for k, v in document["provenance"].items()],
     )
-    return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>In Silico Labeling report</title>"
-        f"<style>{style}</style></head><body><h1>In Silico Labeling: evaluation</h1>"
-        "<h2>Pixel-wise Pearson r per label</h2><table><tr><th>label</th><th>r</th>"
-        "<th>95% CI (bootstrap over wells)</th><th>wells</th><th>pixels</th></tr>"
-        f"{rows}</table><h2>Predicted vs true intensity</h2><div class=row>{''.join(scatters)}</div>"
-        f"<h2>Wells: input, true and predicted</h2>{''.join(panels)}<h2>Provenance</h2><table>{prov}</table>"
-        "</body></html>\n"
+
+
+def write_html(
+    out: Path, document: dict[str, Any], source: Any, predictions: list[np.ndarray]
+) -> Path:
+    """Write report.html and its scatter PNGs into ``out``; returns the page's path."""
+    scatters = scatter_charts(document, source, predictions)
+    for chart in scatters:
+        chart.write(out)
+    return write_text(
+        Path(out) / "report.html", render_html(document, source, predictions, scatters)
     )

@@ -1,105 +1,31 @@
-"""Evaluation outputs: ``report.json`` (machines), ``predictions.csv`` (one row per image) and
+"""Evaluation outputs: ``report.json`` (machines), ``predictions.csv`` (one row per image),
 ``report.html`` (people: ROC curves with the paper's operating points, confusion matrix, our
-numbers beside the paper's).
+numbers beside the paper's) and its charts as PNG files beside it.
 
-The paper's numbers are copied from ../shared/docs/ANCHORS.md (Kermany et al., Cell 2018) into
-:data:`PAPER`; each row names the metric key of :func:`engine.evaluation.metrics.compute_metrics` it is
-compared with. The experts' sensitivity/specificity points of the paper's Figure 3 are not in
-ANCHORS.md, so their *weighted-error range* (0.4%-10.5%, mean 4.8%) is drawn instead.
+The paper's numbers come from :mod:`engine.anchors`; each row names the metric key of
+:func:`engine.evaluation.metrics.compute_metrics` it is compared with. The experts'
+sensitivity/specificity points of the paper's Figure 3 are not published in ANCHORS.md, so their
+*weighted-error range* (0.4%-10.5%, mean 4.8%) is drawn instead.
+
+Every file is a function of the evaluation and the provenance only (no dates, no object ids,
+charts drawn by :mod:`engine.reports.charts` with fixed settings): two runs of the same
+evaluation write the same bytes.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import datetime
-import html
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine.anchors import EXPERT_WEIGHTED_ERROR, PAPER, SOURCE, PaperRow
 from engine.evaluation import metrics
-from engine.reports import svg
-
-SOURCE = "Kermany et al., Cell 172(5):1122-1131 (2018)"
-
-
-@dataclasses.dataclass(frozen=True)
-class PaperRow:
-    """One published model's numbers for one task: metric key -> value (fractions)."""
-
-    task: str  # the metric-key prefix it is compared with, "" for top-level keys
-    model: str
-    values: dict[str, float]
-
-
-# Keys are those of engine.evaluation.metrics.compute_metrics; sensitivity/specificity of the OCT models
-# are the urgent-referral decision's (ANCHORS.md).
-PAPER: dict[str, list[PaperRow]] = {
-    "oct": [
-        PaperRow(
-            "",
-            "paper, full model (108,312 images)",
-            {
-                "accuracy": 0.966,
-                "urgent_referral/sensitivity": 0.978,
-                "urgent_referral/specificity": 0.974,
-                "weighted_error": 0.066,
-                "urgent_referral/auc": 0.999,
-            },
-        ),
-        PaperRow(
-            "",
-            "paper, limited model (1,000 per class)",
-            {
-                "accuracy": 0.934,
-                "urgent_referral/sensitivity": 0.966,
-                "urgent_referral/specificity": 0.940,
-                "weighted_error": 0.127,
-                "urgent_referral/auc": 0.988,
-            },
-        ),
-    ],
-    "cnv_vs_normal": [
-        PaperRow(
-            "cnv_vs_normal",
-            "paper, binary CNV vs normal",
-            {"accuracy": 1.0, "sensitivity": 1.0, "specificity": 1.0, "auc": 1.0},
-        )
-    ],
-    "dme_vs_normal": [
-        PaperRow(
-            "dme_vs_normal",
-            "paper, binary DME vs normal",
-            {"accuracy": 0.982, "sensitivity": 0.968, "specificity": 0.996, "auc": 0.9987},
-        )
-    ],
-    "drusen_vs_normal": [
-        PaperRow(
-            "drusen_vs_normal",
-            "paper, binary drusen vs normal",
-            {"accuracy": 0.990, "sensitivity": 0.980, "specificity": 0.992, "auc": 0.9996},
-        )
-    ],
-    "pneumonia_vs_normal": [
-        PaperRow(
-            "pneumonia_vs_normal",
-            "paper, pneumonia vs normal",
-            {"accuracy": 0.928, "sensitivity": 0.932, "specificity": 0.901, "auc": 0.968},
-        )
-    ],
-    "bacterial_vs_viral": [
-        PaperRow(
-            "bacterial_vs_viral",
-            "paper, bacterial vs viral",
-            {"accuracy": 0.907, "sensitivity": 0.886, "specificity": 0.909, "auc": 0.940},
-        )
-    ],
-}
-EXPERT_WEIGHTED_ERROR = {"low": 0.004, "high": 0.105, "mean": 0.048, "experts": 6}
+from engine.reports import charts
+from engine.reports.pages import ChartImage, chart_file_name, render
+from engine.reports.writers import write_csv, write_json, write_text  # callers use report.write_*
 
 
 def paper_rows(evaluation: metrics.Evaluation) -> list[PaperRow]:
@@ -142,30 +68,14 @@ def prediction_rows(
     return rows
 
 
-def write_csv(
-    path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
-) -> Path:
-    """Write dict rows (all with the same keys) as CSV; ``columns`` (default: the first row's
-    keys) fixes the header, so an empty table still has it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = list(columns) if columns is not None else list(rows[0]) if rows else ["path"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 # ----------------------------------------------------------------------------- JSON
 
 
 def report_document(evaluation: metrics.Evaluation, provenance: dict[str, Any]) -> dict[str, Any]:
-    """report.json: provenance, every metric with its CI, confusion matrix, ROC points, the paper."""
-    doc = {
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "provenance": provenance,
-    }
+    """report.json: provenance, every metric with its CI, confusion matrix, ROC points, the paper.
+
+    No creation time: the same evaluation gives the same file (the run's log has the times)."""
+    doc: dict[str, Any] = {"provenance": provenance}
     doc["warnings"] = headline_warnings(evaluation)
     doc.update(evaluation.to_json())
     doc["roc"] = {
@@ -184,15 +94,8 @@ def report_document(evaluation: metrics.Evaluation, provenance: dict[str, Any]) 
         ],
     }
     if metrics.is_oct(evaluation.class_names):
-        doc["paper"]["experts_weighted_error"] = EXPERT_WEIGHTED_ERROR
+        doc["paper"]["experts_weighted_error"] = dict(EXPERT_WEIGHTED_ERROR)
     return doc
-
-
-def write_json(path: str | Path, document: dict[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-    return path
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -202,29 +105,35 @@ def _pct(value: float | None) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
 
 
-def _ours(evaluation: metrics.Evaluation, key: str) -> str:
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One of our numbers as the page shows it: the value and, when known, its 95% CI."""
+
+    value: str
+    ci: str = ""  # "lo–hi", empty when there is no interval
+
+
+def _ours(evaluation: metrics.Evaluation, key: str) -> Cell:
     value = evaluation.metrics.get(key, float("nan"))
     lo, hi = evaluation.ci95.get(key, (float("nan"), float("nan")))
-    ci = f" <span class=ci>({_pct(lo)}–{_pct(hi)})</span>" if np.isfinite(lo) else ""
-    return f"{_pct(value)}{ci}"
+    return Cell(_pct(value), f"{_pct(lo)}–{_pct(hi)}" if np.isfinite(lo) else "")
 
 
-def _comparison_table(evaluation: metrics.Evaluation) -> str:
+def _comparison(evaluation: metrics.Evaluation) -> dict[str, Any] | None:
+    """Our numbers beside each comparable published model's, one row per metric key."""
     rows = paper_rows(evaluation)
     if not rows:
-        return ""
+        return None
     published = [{_key(r, k): v for k, v in r.values.items()} for r in rows]
     keys = list(dict.fromkeys(key for values in published for key in values))
-    head = "".join(f"<th>{html.escape(r.model)}</th>" for r in rows)
-    body = []
-    for key in keys:
-        cells = "".join(f"<td>{_pct(values.get(key))}</td>" for values in published)
-        body.append(f"<tr><th>{html.escape(key)}</th><td>{_ours(evaluation, key)}</td>{cells}</tr>")
-    return (
-        f"<h2>Our numbers beside the paper's</h2><table><tr><th>metric</th><th>ours (95% CI)</th>{head}</tr>"
-        + "".join(body)
-        + f"</table><p class=note>Paper: {SOURCE}. CIs: bootstrap over patients.</p>"
-    )
+    return {
+        "models": [r.model for r in rows],
+        "rows": [
+            (key, _ours(evaluation, key), [_pct(values.get(key)) for values in published])
+            for key in keys
+        ],
+        "source": SOURCE,
+    }
 
 
 def headline_keys(evaluation: metrics.Evaluation) -> list[str]:
@@ -241,36 +150,20 @@ def headline_warnings(evaluation: metrics.Evaluation) -> list[str]:
     ]
 
 
-def _headline(evaluation: metrics.Evaluation) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(k.replace('/sensitivity', ' recall'))}</th>"
-        f"<td>{_ours(evaluation, k)}</td></tr>"
-        for k in headline_keys(evaluation)
-    )
-    warnings = "".join(
-        f"<p class=warn>Warning: {html.escape(w)}</p>" for w in headline_warnings(evaluation)
-    )
-    return f"<h2>Balanced accuracy and per-class recall</h2>{warnings}<table>{rows}</table>"
+def _chart(stem: str, title: str, figure: Any, notes: Sequence[str] = ()) -> ChartImage:
+    return ChartImage(chart_file_name(stem), title, charts.png_bytes(figure), tuple(notes))
 
 
-def _all_metrics_table(evaluation: metrics.Evaluation) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{_ours(evaluation, k)}</td></tr>"
-        for k in evaluation.metrics
-    )
-    return (
-        f"<h2>Every metric</h2><table><tr><th>metric</th><th>value (95% CI)</th></tr>{rows}</table>"
-    )
-
-
-def _roc_charts(evaluation: metrics.Evaluation) -> str:
-    charts = []
+def _roc_charts(evaluation: metrics.Evaluation) -> list[ChartImage]:
+    """Per binary task its ROC curve (whole and zoomed) with our arg-max operating point and the
+    paper's; then every class against the rest."""
+    images = []
     paper = paper_rows(evaluation)
+    m = evaluation.metrics
     for task in metrics.binary_tasks(evaluation.class_names):
         fpr, tpr, _ = evaluation.roc[task.name]
-        m = evaluation.metrics
         markers = [
-            svg.RocMarker(
+            charts.RocMarker(
                 f"ours at arg-max ({_pct(m[task.name + '/sensitivity'])} sens, "
                 f"{_pct(m[task.name + '/specificity'])} spec)",
                 1 - m[task.name + "/specificity"],
@@ -285,65 +178,81 @@ def _roc_charts(evaluation: metrics.Evaluation) -> str:
             )
             if sens is not None and spec is not None:
                 markers.append(
-                    svg.RocMarker(
+                    charts.RocMarker(
                         f"{row.model} ({_pct(sens)} sens, {_pct(spec)} spec)",
                         1 - spec,
                         sens,
                         shape="diamond",
                     )
                 )
-        series = [svg.RocSeries(f"ours, AUC {_pct(m[task.name + '/auc'])}", fpr, tpr)]
+        series = [charts.RocSeries(f"ours, AUC {_pct(m[task.name + '/auc'])}", fpr, tpr)]
+        legend = [s.label for s in series] + [marker.label for marker in markers]
         title = f"{task.name.replace('_', ' ')}: {task.positive_label} vs {task.negative_label}"
-        charts.append(svg.roc_svg(title, series, markers))
-        charts.append(svg.roc_svg(title + " (zoom)", series, markers, zoom=0.2))
+        images.append(
+            _chart(f"roc_{task.name}", title, charts.roc_figure(title, series, markers), legend)
+        )
+        zoomed = charts.roc_figure(title + " (zoom)", series, markers, zoom=0.2)
+        images.append(_chart(f"roc_{task.name}_zoom", title + " (zoom)", zoomed, legend))
     per_class = [
-        svg.RocSeries(
-            f"{name} vs rest, AUC {_pct(evaluation.metrics[f'per_class/{name}/auc'])}",
+        charts.RocSeries(
+            f"{name} vs rest, AUC {_pct(m[f'per_class/{name}/auc'])}",
             *evaluation.roc[f"per_class/{name}"][:2],
         )
         for name in evaluation.class_names
     ]
-    charts.append(svg.roc_svg("one class vs the rest", per_class))
-    return (
-        "<h2>ROC curves</h2><div class=row>" + "".join(f"<div>{c}</div>" for c in charts) + "</div>"
+    title = "one class vs the rest"
+    images.append(
+        _chart(
+            "roc_per_class",
+            title,
+            charts.roc_figure(title, per_class),
+            [s.label for s in per_class],
+        )
     )
+    return images
 
 
-def render_html(evaluation: metrics.Evaluation, provenance: dict[str, Any]) -> str:
-    """The whole report page (self-contained: inline SVG and CSS)."""
-    prov = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in provenance.items()
-    )
-    strip = ""
+def report_charts(evaluation: metrics.Evaluation) -> dict[str, list[ChartImage]]:
+    """Every chart of report.html, by section: ``experts`` (OCT only), ``roc``, ``confusion``."""
+    drawn: dict[str, list[ChartImage]] = {"experts": []}
     if "weighted_error" in evaluation.metrics:
         e = EXPERT_WEIGHTED_ERROR
-        strip = "<h2>Weighted error beside the six experts</h2>" + svg.range_strip_svg(
-            f"weighted error: ours vs the paper's {e['experts']} experts (range, mean line)",
-            evaluation.metrics["weighted_error"],
-            e["low"],
-            e["high"],
-            mean=e["mean"],
-        )
-    style = (
-        "body{font-family:sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;"
-        "margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-        ".ci{color:#666;font-size:90%}.note{color:#555;font-size:90%}.row{display:flex;flex-wrap:wrap;"
-        "gap:12px}.warn{color:#a00;font-weight:bold}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>Evaluation report</title><style>{style}</style>"
-        f"</head><body><h1>Evaluation report</h1><table>{prov}"
-        f"<tr><th>images</th><td>{evaluation.n_images}</td></tr>"
-        f"<tr><th>patients</th><td>{evaluation.n_patients}</td></tr></table>"
-        + _headline(evaluation)
-        + _comparison_table(evaluation)
-        + strip
-        + _roc_charts(evaluation)
-        + "<h2>Confusion matrix</h2>"
-        + svg.confusion_svg(evaluation.confusion, evaluation.class_names)
-        + _all_metrics_table(evaluation)
-        + "</body></html>\n"
+        title = f"weighted error: ours vs the paper's {e['experts']} experts (range, mean line)"
+        ours = evaluation.metrics["weighted_error"]
+        strip = charts.range_strip_figure(title, ours, e["low"], e["high"], mean=e["mean"])
+        experts = f"{_pct(e['low'])}–{_pct(e['high'])}, mean {_pct(e['mean'])}"
+        notes = [f"ours {_pct(ours)}; experts {experts}"]
+        drawn["experts"].append(_chart("weighted_error", title, strip, notes))
+    drawn["roc"] = _roc_charts(evaluation)
+    confusion = charts.confusion_figure(evaluation.confusion, evaluation.class_names)
+    drawn["confusion"] = [
+        _chart("confusion", "confusion matrix (rows true, columns predicted)", confusion)
+    ]
+    return drawn
+
+
+def render_html(
+    evaluation: metrics.Evaluation,
+    provenance: dict[str, Any],
+    drawn: dict[str, list[ChartImage]] | None = None,
+) -> str:
+    """The whole report page (self-contained: charts inline as PNG, CSS inline); ``drawn`` is
+    :func:`report_charts`'s result, drawn here when not given."""
+    drawn = report_charts(evaluation) if drawn is None else drawn
+    headline = [
+        (key.replace("/sensitivity", " recall"), _ours(evaluation, key))
+        for key in headline_keys(evaluation)
+    ]
+    return render(
+        "report.html.j2",
+        provenance=[(str(k), str(v)) for k, v in provenance.items()],
+        n_images=evaluation.n_images,
+        n_patients=evaluation.n_patients,
+        warnings=headline_warnings(evaluation),
+        headline=headline,
+        comparison=_comparison(evaluation),
+        charts=drawn,
+        every_metric=[(key, _ours(evaluation, key)) for key in evaluation.metrics],
     )
 
 
@@ -353,16 +262,16 @@ def write_report(
     provenance: dict[str, Any],
     rows: Sequence[dict[str, Any]],
 ) -> dict[str, Path]:
-    """Write report.json, predictions.csv and report.html into ``out_dir``; returns their paths."""
+    """Write report.json, predictions.csv, report.html and its chart PNGs (beside it, e.g.
+    ``roc_<task>.png``, ``confusion.png``) into ``out_dir``; returns the paths of the first three
+    (``json``, ``csv``, ``html``)."""
     out_dir = Path(out_dir)
+    drawn = report_charts(evaluation)
+    for section in drawn.values():
+        for image in section:
+            image.write(out_dir)
     return {
         "json": write_json(out_dir / "report.json", report_document(evaluation, provenance)),
         "csv": write_csv(out_dir / "predictions.csv", rows),
-        "html": _write_text(out_dir / "report.html", render_html(evaluation, provenance)),
+        "html": write_text(out_dir / "report.html", render_html(evaluation, provenance, drawn)),
     }
-
-
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path

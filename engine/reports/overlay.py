@@ -1,19 +1,21 @@
 """Pictures of occlusion heatmaps: a colour map, PNG overlays (on the original image, or on the
 model's input), an HTML gallery.
 
-No plotting library: the colour map is a small table interpolated in numpy, images are
-written with Pillow, the gallery is one static HTML page linking the PNGs.
+The overlays are pixels, not charts: the colour map is a small table interpolated in numpy and
+the images are written with Pillow; the gallery is one static page linking the PNGs, from the
+jinja2 template ``templates/gallery.html.j2``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from engine.reports.pages import render
 
 # Perceptually ordered "inferno"-like ramp: black -> purple -> orange -> pale yellow.
 _RAMP = np.array(
@@ -32,7 +34,8 @@ _RAMP = np.array(
 
 
 def colorize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
-    """``[H, W]`` values -> uint8 RGB ``[H, W, 3]``; 0 and below black, ``vmax`` and above yellow."""
+    """``[H, W]`` values -> uint8 RGB ``[H, W, 3]``; 0 and below black, ``vmax`` and above
+    yellow."""
     values = np.asarray(values, np.float64)
     top = vmax if vmax is not None else max(float(values.max(initial=0.0)), 1e-12)
     t = np.clip(values / max(top, 1e-12), 0.0, 1.0) * (len(_RAMP) - 1)
@@ -67,7 +70,7 @@ def _write_side_by_side(
     for box, color in boxes:
         if box is None or box[0] < 0:
             continue
-        y0, x0, y1, x1 = (int(round(float(v))) for v in box)
+        y0, x0, y1, x1 = (round(float(v)) for v in box)
         for offset in (0, w + 4):
             draw.rectangle(
                 (x0 + offset, y0, x1 + offset - 1, y1 - 1), outline=color, width=line_width
@@ -194,21 +197,4 @@ class GalleryItem:
 
 def gallery_html(title: str, summary: Sequence[str], items: Sequence[GalleryItem]) -> str:
     """A static page: summary lines, then a grid of overlay cards."""
-    style = (
-        "body{font-family:sans-serif;margin:20px}.grid{display:flex;flex-wrap:wrap;gap:10px}"
-        ".card{border:3px solid #ccc;padding:6px;width:300px;font-size:12px}.card img{width:100%}"
-        ".hit{border-color:#2ca02c}.miss{border-color:#d62728}.t{font-weight:bold;word-break:break-all}"
-    )
-    cards = "".join(
-        f'<div class="card {item.flag}"><img src="{html.escape(item.png)}" loading="lazy">'
-        f"<div class=t>{html.escape(item.title)}</div>"
-        + "".join(f"<div>{html.escape(line)}</div>" for line in item.lines)
-        + "</div>"
-        for item in items
-    )
-    head = "".join(f"<p>{html.escape(line)}</p>" for line in summary)
-    return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{head}"
-        f"<div class=grid>{cards}</div></body></html>\n"
-    )
+    return render("gallery.html.j2", title=title, summary=list(summary), items=list(items))

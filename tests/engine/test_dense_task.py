@@ -152,5 +152,7 @@ def test_isl_run_resumes_transfers_to_a_new_label_and_reports(tmp_path, capsys):
     assert predict.main([f"--workdir={tmp_path / 'run_a'}", str(png)]) == 1
     assert "task=isl run" in capsys.readouterr().err
     assert (
-        page.count("<svg") == 3 and "DAPI_CONFOCAL predicted" in page and "data:image/png" in page
+        page.count('<a href="scatter_') == 3
+        and "DAPI_CONFOCAL predicted" in page
+        and "data:image/png" in page
     )

@@ -57,8 +57,8 @@ def _read_csv(path):
 def test_evaluate_counts_every_image_once_whatever_the_device_count(trained_run, tmp_path, capsys):
     workdir, data = trained_run
     outs = {}
-    for devices in (8, 1):
-        out = tmp_path / f"d{devices}"
+    for name, devices in (("d8", 8), ("d1", 1), ("d8_again", 8)):
+        out = tmp_path / name
         code = evaluate.main(
             [
                 f"--workdir={workdir}",
@@ -69,8 +69,8 @@ def test_evaluate_counts_every_image_once_whatever_the_device_count(trained_run,
             ]
         )
         assert code == 0, capsys.readouterr().err
-        outs[devices] = out
-    doc = json.loads((outs[8] / "report.json").read_text())
+        outs[name] = out
+    doc = json.loads((outs["d8"] / "report.json").read_text())
     n = 4 * PER_CLASS_TEST
     assert doc["n_images"] == n and doc["provenance"]["images"] == n
     assert doc["provenance"]["model"] == "small_cnn" and doc["provenance"]["split"] == "test"
@@ -83,7 +83,10 @@ def test_evaluate_counts_every_image_once_whatever_the_device_count(trained_run,
         "per_class/DRUSEN/specificity",
     ):
         assert set(doc["metrics"][key]) == {"value", "ci95"}
-    rows8, rows1 = _read_csv(outs[8] / "predictions.csv"), _read_csv(outs[1] / "predictions.csv")
+    rows8, rows1 = (
+        _read_csv(outs["d8"] / "predictions.csv"),
+        _read_csv(outs["d1"] / "predictions.csv"),
+    )
     assert len(rows8) == n and len({r["path"] for r in rows8}) == n
     assert sorted(r["path"] for r in rows8) == sorted(
         str(p) for p in (data / "test").rglob("*.png")
@@ -94,8 +97,15 @@ def test_evaluate_counts_every_image_once_whatever_the_device_count(trained_run,
         )
         for c in ("CNV", "DME", "DRUSEN", "NORMAL"):
             assert float(a[f"p_{c}"]) == pytest.approx(float(b[f"p_{c}"]), abs=1e-5)
-    page = (outs[8] / "report.html").read_text()
-    assert "paper, full model" in page and "<svg" in page
+    page = (outs["d8"] / "report.html").read_text()
+    assert "paper, full model" in page and '<img src="data:image/png;base64,' in page
+    # the same evaluation again: every file (report.json, predictions.csv, report.html, the
+    # chart PNGs) byte for byte the same
+    files = sorted(p.name for p in outs["d8"].iterdir())
+    assert files == sorted(p.name for p in outs["d8_again"].iterdir())
+    assert "roc_per_class.png" in files
+    for name in files:
+        assert (outs["d8"] / name).read_bytes() == (outs["d8_again"] / name).read_bytes(), name
 
 
 def test_evaluate_reports_a_missing_run(tmp_path, capsys):
