@@ -1,6 +1,6 @@
 """The typed run configuration: every knob of a training run, validated in one place.
 
-``launch.train`` builds one of these from flags (and presets, ``engine.presets``); the
+``launch.train`` builds one of these from flags (and presets, ``configs/``); the
 engine never reads flags itself. The resolved form (plus what the data and weights decided:
 class names, channel count, preprocessing metadata) is written to ``<workdir>/config.json``.
 """
@@ -291,8 +291,10 @@ class TrainConfig:
             ),
             (
                 self.transfer != "scratch" or self.pretrained in (None, AUTO),
-                "transfer=scratch trains from random initialisation: drop --pretrained "
-                "(or pass --pretrained=None)",
+                (
+                    "transfer=scratch trains from random initialisation: drop --pretrained "
+                    "(or pass --pretrained=None)"
+                ),
             ),
         ]
         problems = [msg for ok, msg in checks if not ok]

@@ -16,14 +16,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from configs import preset_config, preset_names
 from engine.config import TrainConfig
 from launch.config_flags import add_config_flags, explicit_values
 from launch.runtime import add_device_flags, setup_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.presets import preset_names
-
     parser = argparse.ArgumentParser(
         prog="python -m launch.train",
         description=__doc__,
@@ -33,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=preset_names(),
         default=None,
-        help="start from a named configuration (engine/presets.py documents each)",
+        help="start from a named configuration (configs/NAME.py documents each)",
     )
     parser.add_argument(
         "--demo",
@@ -47,8 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):
     """TrainConfig: defaults <- preset <- explicit flags."""
-    from engine.presets import preset_config
-
     explicit = explicit_values(args)
     preset = "demo" if args.demo and not args.preset else args.preset
     if preset:
@@ -198,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.pretrained and str(config.pretrained) in str(err):
             print(
                 "  ImageNet weights are converted once with `python -m launch.convert` "
-                "(engine/presets.py shows the Inception-V3 command)",
+                "(configs/recipes.py shows the Inception-V3 command)",
                 file=sys.stderr,
             )
         return 2
