@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from benchmarks.report import emit, machine
+from engine.progress import counter
 
 FORMS = ("native", "shifted")
 
@@ -127,10 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     units = layer_units(args.repeat) | lite0_forward_units(args.batch, args.repeat)
     rounds: dict[str, list[float]] = {name: [] for name in units}
+    progress = counter("depthwise", "rounds", every_s=0.0)
     for r in range(args.rounds):
         for name, unit in units.items():
             rounds[name].append(unit())
-        print(f"[depthwise] round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        progress(r + 1, args.rounds)
     for what in ("layer_forward", "layer_forward_backward", "lite0_forward"):
         native, shifted = rounds[f"{what}/native"], rounds[f"{what}/shifted"]
         for form, times in (("native", native), ("shifted", shifted)):
