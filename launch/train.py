@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
+
 from configs import preset_config, preset_names
+from data_pipelines.integrity import BadImageError
+from data_pipelines.layout import DatasetLayoutError
+from data_pipelines.sources import LAYOUTS
+from data_pipelines.sources import missing_data_message as data_missing_message
 from engine.config import TrainConfig
+from engine.loop import NonFiniteError
+from engine.mesh import make_mesh
+from engine.trainer import train
 from launch.config_flags import add_config_flags, explicit_values
 from launch.runtime import add_device_flags, setup_from_args
+from models.weights_file import WeightFileError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,11 +66,8 @@ def config_from_args(args: argparse.Namespace):
 
 def missing_data_message(config) -> str | None:
     """data_pipelines' text (archive, DOI, layout) when ``config`` names a data set but no data_dir."""
-    from data_pipelines.sources import LAYOUTS
-    from data_pipelines.sources import missing_data_message as message
-
     if config.data_dir is None and config.dataset in LAYOUTS and config.dataset != "oct_sample":
-        return message(config.dataset)
+        return data_missing_message(config.dataset)
     return None
 
 
@@ -150,20 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"launch.train: error: {message}", file=sys.stderr)
         return 2
     setup_from_args(args)
-    import logging
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "jax", "orbax", "grain"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-    import jax
-
-    from data_pipelines.integrity import BadImageError
-    from data_pipelines.layout import DatasetLayoutError
-    from engine.loop import NonFiniteError
-    from engine.mesh import make_mesh
-    from engine.trainer import train
-    from models.weights_file import WeightFileError
 
     lead = jax.process_index() == 0
     mesh = make_mesh(args.devices)

@@ -10,11 +10,12 @@ import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax
 import numpy as np
+
+jax.config.update("jax_num_cpu_devices", 2)
 
 
 def _local_rows(array: jax.Array) -> list[int]:
