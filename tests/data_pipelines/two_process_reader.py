@@ -39,9 +39,9 @@ def main(port: str, process_id: str, out: str) -> None:
     result = {
         "process_index": jax.process_index(),
         "global_shape": list(eval_batches[0]["image"].shape),
-        "train": sum(train_rows, []),
-        "eval_index": sum((_local_rows(b["index"]) for b in eval_batches), []),
-        "eval_mask": sum((_local_rows(b["mask"]) for b in eval_batches), []),
+        "train": [row for rows in train_rows for row in rows],
+        "eval_index": [row for b in eval_batches for row in _local_rows(b["index"])],
+        "eval_mask": [row for b in eval_batches for row in _local_rows(b["mask"])],
     }
     with open(out, "w") as f:
         json.dump(result, f)
