@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig: defaults <- preset <- explicit flags."""
     explicit = explicit_values(args)
     preset = "demo" if args.demo and not args.preset else args.preset
@@ -64,7 +64,7 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(**explicit)
 
 
-def missing_data_message(config) -> str | None:
+def missing_data_message(config: TrainConfig) -> str | None:
     """data_pipelines' text (archive, DOI, layout) when ``config`` names a data set but no data_dir."""
     if config.data_dir is None and config.dataset in LAYOUTS and config.dataset != "oct_sample":
         return data_missing_message(config.dataset)
