@@ -21,16 +21,21 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+import models
 from benchmarks.report import emit, machine
+from benchmarks.train import measure_jax, parse
+from engine.progress import counter
+from models.layers import depthwise_conv, depthwise_override
 
 FORMS = ("native", "shifted")
 
 
 def _best_ms(fn: Callable[[], object], repeat: int) -> float:
-    import jax
-
     jax.block_until_ready(fn())
     best = float("inf")
     for _ in range(repeat):
@@ -42,10 +47,6 @@ def _best_ms(fn: Callable[[], object], repeat: int) -> float:
 
 def layer_units(repeat: int) -> dict[str, Callable[[], float]]:
     """``{(form, pass): unit}``: each unit returns one round's best time in ms."""
-    import jax
-    import jax.numpy as jnp
-
-    from models.layers import depthwise_conv
 
     x = jax.random.normal(jax.random.key(0), (16, 56, 56, 144), jnp.float32)
     k = jax.random.normal(jax.random.key(1), (3, 3, 1, 144), jnp.float32)
@@ -65,13 +66,6 @@ def layer_units(repeat: int) -> dict[str, Callable[[], float]]:
 
 
 def lite0_forward_units(batch: int, repeat: int) -> dict[str, Callable[[], float]]:
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    import models
-    from models.layers import depthwise_override
-
     model = models.create("efficientnet_lite0", rngs=nnx.Rngs(0))
     model.eval()
     graphdef, state = nnx.split(model)
@@ -89,9 +83,6 @@ def lite0_forward_units(batch: int, repeat: int) -> dict[str, Callable[[], float
 
 
 def lite0_train(form: str, batch: int) -> dict[str, float]:
-    from benchmarks.train import measure_jax, parse
-    from models.layers import depthwise_override
-
     args = parse(
         [
             "--model=efficientnet_lite0",
@@ -119,7 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--train_batch", type=int, default=16, help="Lite0 train batch (default 16)")
     p.add_argument("--skip_train", action="store_true", help="no Lite0 train-step comparison")
     args = p.parse_args(argv)
-    import jax
 
     info = machine()
     emit(
@@ -127,10 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     units = layer_units(args.repeat) | lite0_forward_units(args.batch, args.repeat)
     rounds: dict[str, list[float]] = {name: [] for name in units}
+    progress = counter("depthwise", "rounds", every_s=0.0)
     for r in range(args.rounds):
         for name, unit in units.items():
             rounds[name].append(unit())
-        print(f"[depthwise] round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        progress(r + 1, args.rounds)
     for what in ("layer_forward", "layer_forward_backward", "lite0_forward"):
         native, shifted = rounds[f"{what}/native"], rounds[f"{what}/shifted"]
         for form, times in (("native", native), ("shifted", shifted)):

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 
 from benchmarks.report import emit
 
@@ -155,9 +160,6 @@ def _truncate_newest(workdir: Path) -> int | None:
 
 def _checkpoint(workdir: Path, step: int) -> dict:
     """Every array of the "model" and "train" items, and the data-iterator files' text."""
-    import jax
-    import numpy as np
-    import orbax.checkpoint as ocp
 
     root = workdir / "checkpoints" / "latest" / str(step)
     out = {}
@@ -172,8 +174,6 @@ def _checkpoint(workdir: Path, step: int) -> dict:
 
 
 def _identical(a: dict, b: dict) -> bool:
-    import numpy as np
-
     if a.keys() != b.keys():
         return False
     return all(
@@ -277,8 +277,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     emit("committed_steps_lost", committed_lost, "steps", truncations=counts["truncate"])
     emit("steps_redone", redone, "steps", note=f"lower bound within log_every={args.log_every}")
     if not args.keep and args.workdir is None:
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
     lost_ok = committed_lost <= counts["truncate"] * args.checkpoint_every
     ok = final_identical and identical == compared and injected == args.faults and lost_ok

@@ -22,6 +22,8 @@ decoding (target >= 3x), both through ``load_image``.
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
 import shutil
 import sys
 import tempfile
@@ -30,10 +32,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jax
 import numpy as np
 from PIL import Image
 
 from benchmarks.report import emit, machine
+from data_pipelines.pipeline import make_eval_iterator
+from data_pipelines.preprocess import PreprocessConfig, load_image
+from data_pipelines.sources import open_dataset
+from data_pipelines.tfds_build import prepare
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kermany"
 
@@ -82,16 +89,12 @@ def _files(source) -> list[str]:
 
 def _all_splits(name: str, data_dir: Path, repeat: int = 1):
     """Train + test of one data set as one source, its records ``repeat`` times over."""
-    from data_pipelines.sources import open_dataset
-
     train = open_dataset(name, data_dir=data_dir, split="train")
     test = open_dataset(name, data_dir=data_dir, split="test")
     return train.replace_records((train.records + test.records) * repeat)
 
 
 def run_pipeline(source, cfg, mesh, threads: int, batch: int) -> float:
-    from data_pipelines.pipeline import make_eval_iterator
-
     start = time.perf_counter()
     count = 0
     for b in make_eval_iterator(source, cfg, global_batch_size=batch, mesh=mesh, threads=threads):
@@ -130,7 +133,6 @@ def make_torch_loader(paths: list[str], size: int, channels: int, threads: int, 
 
 def draft_speedup(paths: list[str], cfg, rounds: int) -> dict[str, list[float]]:
     """images/s per round of ``load_image`` with and without reduced-size decoding, one thread."""
-    from data_pipelines.preprocess import load_image
 
     def run(draft: bool) -> Callable[[], float]:
         def timed_pass() -> float:
@@ -179,10 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    import jax
-
-    from data_pipelines.preprocess import PreprocessConfig
-
     info = machine()
     emit(
         "input/machine",
@@ -210,10 +208,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _prepared(name: str, data_dir: Path, short_side: int, scratch: Path, repeat: int):
     """The same files through a launch.prepare build with shorter side ``short_side``."""
-    import logging
-
-    from data_pipelines.tfds_build import prepare
-
     logging.getLogger("absl").setLevel(logging.WARNING)
     print(f"# {name}: preparing a TFDS build (shorter side {short_side})", file=sys.stderr)
     prepare(name, data_dir, scratch / name, short_side=short_side)
@@ -236,15 +230,21 @@ def _time_datasets(args: argparse.Namespace, cfg, mesh, scratch: Path) -> None:
             if args.no_prepared
             else _prepared(name, args.data_dir, cfg.resize_size, scratch, args.repeat)
         )
+        # functools.partial binds this iteration's source, paths and loader now (a lambda would
+        # read the loop variables when called).
         runs: dict[str, Callable[[], float]] = {
-            "pipeline": lambda: run_pipeline(source, cfg, mesh, args.threads, args.batch),
-            "bare_loop": lambda: run_bare(paths, args.size, args.channels, args.threads),
-            "torch_dataloader": lambda: run_torch(loader, len(paths)),
+            "pipeline": functools.partial(
+                run_pipeline, source, cfg, mesh, args.threads, args.batch
+            ),
+            "bare_loop": functools.partial(run_bare, paths, args.size, args.channels, args.threads),
+            "torch_dataloader": functools.partial(run_torch, loader, len(paths)),
         }
         if prepared is not None:
-            runs["prepared"] = lambda: run_pipeline(prepared, cfg, mesh, args.threads, args.batch)
+            runs["prepared"] = functools.partial(
+                run_pipeline, prepared, cfg, mesh, args.threads, args.batch
+            )
         rates = _interleaved(runs, args.rounds, name)
-        del loader
+        del runs, loader  # stops the torch loader's persistent workers before the next data set
         common = {
             "images": len(paths) // args.repeat,
             "repeat": args.repeat,

@@ -20,12 +20,20 @@ import os
 import time
 from collections.abc import Sequence
 
+import jax
+import numpy as np
+
+import models
 from benchmarks.report import compiled_flops, emit, machine, mean_step_seconds
+from engine.config import TrainConfig
+from engine.dense_task import make_dense_train_step
+from engine.mesh import make_mesh, to_global
+from engine.optim import make_optimizer
+from engine.state import build_model, init_train_state
+from launch.runtime import add_device_flags, setup_from_args
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    from launch.runtime import add_device_flags
-
     parser = argparse.ArgumentParser(
         prog="python -m launch.benchmark --what=train --model=isl",
         description=__doc__,
@@ -50,8 +58,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _batch(args: argparse.Namespace, in_size: int):
-    import numpy as np
-
     rng = np.random.default_rng(0)
     out = args.output_size
     return {
@@ -64,15 +70,6 @@ def _batch(args: argparse.Namespace, in_size: int):
 
 
 def measure_jax(args: argparse.Namespace) -> dict[str, float]:
-    import jax
-
-    import models
-    from engine.config import TrainConfig
-    from engine.dense_task import make_dense_train_step
-    from engine.mesh import make_mesh, to_global
-    from engine.optim import make_optimizer
-    from engine.state import build_model, init_train_state
-
     mesh = make_mesh(args.devices)
     config = TrainConfig(
         task="isl",
@@ -145,7 +142,6 @@ def measure_torch(args: argparse.Namespace, in_size: int) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    from launch.runtime import setup_from_args
 
     setup_from_args(args)
     ours = measure_jax(args)

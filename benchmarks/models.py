@@ -23,6 +23,7 @@ from flax import nnx
 
 import models
 from benchmarks.report import compiled_flops, emit, machine
+from engine.progress import ProgressBar
 
 # The families issue 2 names; any not registered is reported as missing, never skipped silently.
 EXPECTED_FAMILIES = ("small_cnn", "resnet18", "resnet50", "inception_v3", "efficientnet_lite0")
@@ -152,13 +153,12 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     emit("models/machine", info["device_count"], "devices", **info)
+    progress = ProgressBar(len(families), label="models", unit="families", stream=sys.stderr)
     for i, arch in enumerate(families, 1):
-        print(
-            f"[models] {i}/{len(families)} {arch}: build, compile, time ...",
-            file=sys.stderr,
-            flush=True,
-        )
+        progress.message(f"[models] {arch}: build, compile, time ...")
         _emit_family(arch, measure(arch, args.batch, args.repeat), args.batch)
+        progress.update(i, {})
+    progress.close()
     return 0
 
 

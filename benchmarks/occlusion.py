@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from benchmarks.report import emit, machine
+from engine.progress import counter
 
 MEAN, STD = 0.5, 0.25  # the normalisation every method applies to the uint8 images
 BLACK_NORMALISED = (0.0 - MEAN) / STD  # a black (0) pixel after normalisation: MONAI's fill
@@ -86,18 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the engine's occlusion method (default: the engine's default)",
     )
     return p
-
-
-def _progress(label: str):
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 5 or done == total:
-            last[0] = now
-            print(f"[{label}] {done}/{total} occluded forwards", file=sys.stderr, flush=True)
-
-    return report
 
 
 def _jax_model(args):
@@ -157,7 +146,7 @@ def engine_unit(
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
         result = occlusion.occlusion_sensitivity(
-            apply_fn, state, images, config=config, progress=_progress("engine")
+            apply_fn, state, images, config=config, progress=counter("engine", "occluded forwards")
         )
         seconds = time.perf_counter() - t
         assert (

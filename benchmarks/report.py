@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+import jax
+
 
 def emit(
     name: str,
@@ -29,7 +31,6 @@ def emit(
 
 def machine() -> dict[str, Any]:
     """What ran the benchmark, for the BENCHMARKS.md table."""
-    import jax
 
     dev = jax.devices()[0]
     return {

@@ -23,10 +23,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Sequence
 
+import jax
+import numpy as np
+
+import models
 from benchmarks.report import compiled_flops, emit, machine, mean_step_seconds
+from data_pipelines.pipeline import make_train_iterator
+from data_pipelines.preprocess import PreprocessConfig
+from data_pipelines.sources import open_dataset
+from engine.config import TrainConfig
+from engine.mesh import make_mesh, to_global
+from engine.optim import make_optimizer
+from engine.state import build_model, init_train_state
+from engine.steps import make_train_step
+from launch.runtime import add_device_flags, setup_from_args
 
 # Dense bf16 peak FLOP/s by device kind substring (ANCHORS.md "Hardware peaks").
 PEAK_BF16 = {
@@ -48,8 +62,6 @@ MONAI_LAYERS = {
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    from launch.runtime import add_device_flags
-
     parser = argparse.ArgumentParser(
         prog="python -m launch.benchmark --what=train",
         description=__doc__,
@@ -78,16 +90,6 @@ def peak_flops(device_kind: str) -> float | None:
 
 
 def measure_jax(args: argparse.Namespace) -> dict[str, float]:
-    import jax
-    import numpy as np
-
-    import models
-    from engine.config import TrainConfig
-    from engine.mesh import make_mesh, to_global
-    from engine.optim import make_optimizer
-    from engine.state import build_model, init_train_state
-    from engine.steps import make_train_step
-
     mesh = make_mesh(args.devices)
     meta = models.metadata_for(
         args.model, num_classes=args.num_classes, in_channels=args.in_channels
@@ -124,10 +126,6 @@ def measure_jax(args: argparse.Namespace) -> dict[str, float]:
         )
         next_batch = lambda: fixed
     else:
-        from data_pipelines.pipeline import make_train_iterator
-        from data_pipelines.preprocess import PreprocessConfig
-        from data_pipelines.sources import open_dataset
-
         source = open_dataset(args.dataset, data_dir=args.data_dir, split="train")
         batches = make_train_iterator(
             source,
@@ -239,8 +237,6 @@ def measure_torch(args: argparse.Namespace, size: int) -> dict[str, float] | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import sys
-
     given = list(sys.argv[1:] if argv is None else argv)
     if "--model=isl" in given or (
         "--model" in given and given[given.index("--model") + 1 :][:1] == ["isl"]
@@ -249,7 +245,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return isl_train.main(given)
     args = parse(argv)
-    from launch.runtime import setup_from_args
 
     setup_from_args(args)  # before JAX starts: --devices on CPU
     ours = measure_jax(args)

@@ -1,6 +1,6 @@
 """The typed run configuration: every knob of a training run, validated in one place.
 
-``launch.train`` builds one of these from flags (and presets, ``engine.presets``); the
+``launch.train`` builds one of these from flags (and presets, ``configs/``); the
 engine never reads flags itself. The resolved form (plus what the data and weights decided:
 class names, channel count, preprocessing metadata) is written to ``<workdir>/config.json``.
 """
@@ -8,6 +8,7 @@ class names, channel count, preprocessing metadata) is written to ``<workdir>/co
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Literal
 
 Transfer = Literal["linear_probe", "finetune", "scratch"]
@@ -24,86 +25,209 @@ AUTO = "auto"
 BEST_METRICS = {"accuracy": "max", "balanced_accuracy": "max", "loss": "min", "pearson": "max"}
 TASKS = ("classification", "isl")
 ISL_DATASET_PREFIX = "isl"  # isl, isl/<condition>, isl_synthetic_a, isl_synthetic_b
+NONE_WORDS = ("none", "")  # what a flag or a hand-written value says for None
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    doc: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    resume_free: bool = False,
+) -> Any:
+    """A :class:`TrainConfig` field with its one description.
+
+    ``doc`` is the field's help, the only copy: ``launch.config_flags`` shows it under
+    ``--help`` (with the default) for every entry point that takes the field as a flag.
+    ``resume_free``: a resumed run may change the field (see :data:`RESUME_FREE`).
+    """
+    metadata = {"help": doc, "resume_free": resume_free}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Defaults are a small, safe fine-tune; presets set the paper's runs."""
+    """One training run. Defaults are a small, safe linear probe; presets set the paper's runs."""
 
     # What to train.
-    model: str = "efficientnet_lite0"
-    # A converted weight file, a registered tag, None (random), or "auto": the model's one
-    # registered ImageNet tag (e.g. efficientnet_lite0.in1k) unless transfer is "scratch".
-    pretrained: str | None = AUTO
-    transfer: Transfer = "linear_probe"
-    # linear_probe only. "lbfgs": full-batch L-BFGS to convergence with the L2 strength chosen
-    # by patient-grouped cross-validation (engine.probe_fit); "steps": minibatch optimizer
-    # steps on the cached features (the paper's recipe: Adam, batch 1,000, ~100 epochs).
-    probe_solver: Literal["lbfgs", "steps"] = "lbfgs"
-    cv_folds: int = 5  # patient-grouped folds of the training images (lbfgs probe)
-    probe_l2: float | None = None  # None: chosen by cross-validation
-    probe_select: Literal["balanced_log_loss", "balanced_accuracy"] = "balanced_log_loss"
-    init_from: str | None = None  # a run dir whose best weights start this run (probe -> finetune)
-    finetune_stages: int | None = None  # None: the whole backbone; N: only its last N stages
-    bn_mode: Literal["train", "frozen"] = "train"  # BatchNorm statistics updated or frozen
-    backbone_lr_scale: float = 0.1  # backbone lr = lr * this (finetune only)
-    in_channels: int = 3  # 1 sums a pretrained first conv over RGB (same maths on grey inputs)
-    input_size: int | None = None  # None: the weights' own input size
-    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model: str = setting(
+        "efficientnet_lite0",
+        "architecture (models.list_models(): small_cnn, resnet18..152, inception_v3, "
+        "efficientnet_lite0, isl)",
+    )
+    pretrained: str | None = setting(
+        AUTO,
+        "converted weight file (launch.convert), registered tag (efficientnet_lite0.in1k), 'auto' "
+        "(the model's one registered ImageNet tag, unless --transfer=scratch) or None "
+        "(random initialisation)",
+    )
+    transfer: Transfer = setting(
+        "linear_probe",
+        "linear_probe (the paper: frozen backbone, cached features), finetune, or scratch",
+    )
+    probe_solver: Literal["lbfgs", "steps"] = setting(
+        "lbfgs",
+        "linear_probe solver: lbfgs (full batch to convergence, L2 chosen by patient-grouped "
+        "cross-validation, engine.probe_fit) or steps (minibatch optimizer steps on the cached "
+        "features: the paper's recipe, Adam, batch 1,000, ~100 epochs)",
+    )
+    cv_folds: int = setting(
+        5, "patient-grouped cross-validation folds of the training images (lbfgs probe)"
+    )
+    probe_l2: float | None = setting(
+        None, "L2 strength of the lbfgs probe (None: chosen by cross-validation)"
+    )
+    probe_select: Literal["balanced_log_loss", "balanced_accuracy"] = setting(
+        "balanced_log_loss", "what picks the L2 strength: balanced_log_loss or balanced_accuracy"
+    )
+    init_from: str | None = setting(
+        None,
+        "a run directory whose best checkpoint initialises this run (e.g. finetune after "
+        "linear_probe)",
+    )
+    finetune_stages: int | None = setting(
+        None, "finetune only the last N backbone stages (+ classifier); None: all"
+    )
+    bn_mode: Literal["train", "frozen"] = setting(
+        "train", "BatchNorm statistics in trained stages: train (updated) or frozen"
+    )
+    backbone_lr_scale: float = setting(0.1, "finetune: backbone learning rate = lr * this")
+    in_channels: int = setting(
+        3,
+        "1: grey input (pretrained first conv summed over RGB: same maths, 3x less input work); "
+        "task=isl: the number of transmitted-light z planes",
+    )
+    input_size: int | None = setting(None, "input resolution (None: the weights' own)")
+    model_kwargs: dict[str, Any] = setting(
+        doc="JSON dict of extra model options, e.g. '{\"drop_rate\": 0.3}'", factory=dict
+    )
 
     # Data.
-    dataset: str = "oct"
-    data_dir: str | None = None
-    classes: tuple[str, ...] | None = None  # a subset of the data set's classes (binary tasks)
-    val_fraction: float = 0.1  # patient-level validation split carved from train
-    max_per_class: int | None = None  # the paper's "limited" runs: 1000
-    drop_leaked: bool = False
-    augment: bool = False  # the paper used none
-    class_balanced_sampling: bool = False
-    workers: int = 0
-    on_bad_image: Literal["error", "skip"] = "error"
+    dataset: str = setting(
+        "oct",
+        "oct, chest_xray, chest_xray_pathogen, chest_xray_3class, folder, oct_sample, synthetic; "
+        "isl, isl/<condition>, isl_synthetic_a, isl_synthetic_b (task=isl)",
+    )
+    data_dir: str | None = setting(
+        None,
+        "the unpacked archive (e.g. DIR/OCT2017 with train/ and test/)",
+        # the data may move; class names and example counts are still compared
+        resume_free=True,
+    )
+    classes: tuple[str, ...] | None = setting(
+        None,
+        "comma-separated class subset, first = label 0 (e.g. NORMAL,CNV for a binary task)",
+    )
+    val_fraction: float = setting(0.1, "patient-level validation split carved from train")
+    max_per_class: int | None = setting(
+        None, "at most N training images per class (the paper's limited model: 1000)"
+    )
+    drop_leaked: bool = setting(
+        False, "drop training images whose patient or file also appears in a later split"
+    )
+    augment: bool = setting(
+        False,
+        "training augmentation (flip, small affine, brightness/contrast; the paper used none)",
+    )
+    class_balanced_sampling: bool = setting(False, "oversample rare classes to balance every epoch")
+    workers: int = setting(
+        0,
+        "input worker processes (0: threads in this process)",
+        resume_free=True,  # the same batches with threads or worker processes
+    )
+    on_bad_image: Literal["error", "skip"] = setting(
+        "error",
+        "error (stop, naming the file) or skip (log and leave it out)",
+        resume_free=True,  # only matters for a file that failed to decode (which stopped the run)
+    )
 
     # Optimisation.
-    steps: int | None = None
-    epochs: float | None = 10.0  # used when steps is None
-    batch_size: int = 64  # global, over all devices and processes
-    eval_batch_size: int | None = None  # None: batch_size
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_steps: int = 0
-    clip_norm: float | None = None
-    label_smoothing: float = 0.0
-    # "auto": balanced when the training classes differ in size (the norm in medical data).
-    class_weighting: Literal["auto", "none", "balanced"] = AUTO
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    seed: int = 0
+    steps: int | None = setting(None, "optimizer steps (overrides --epochs)", resume_free=True)
+    epochs: float | None = setting(
+        10.0, "epochs over the training split (used when --steps is None)", resume_free=True
+    )
+    batch_size: int = setting(64, "global batch size over all devices and processes")
+    eval_batch_size: int | None = setting(
+        None, "global batch size for evaluation (None: --batch_size)", resume_free=True
+    )
+    optimizer: Literal["adam", "adamw", "sgd"] = setting(
+        "adam", "adam, adamw or sgd (momentum --momentum)"
+    )
+    lr: float = setting(1e-3, "peak learning rate (the classifier's when fine-tuning)")
+    momentum: float = setting(0.9, "sgd momentum")
+    weight_decay: float = setting(0.0, "on kernels only: decoupled for adamw, L2 for adam/sgd")
+    schedule: Literal["cosine", "constant"] = setting(
+        "cosine", "cosine (decay to 0) or constant, after --warmup_steps linear warm-up"
+    )
+    warmup_steps: int = setting(0, "linear warm-up steps")
+    clip_norm: float | None = setting(
+        None, "clip gradients to this global norm (None: no clipping)"
+    )
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy")
+    class_weighting: Literal["auto", "none", "balanced"] = setting(
+        AUTO,
+        "auto (balanced when the training classes differ in size, the norm in medical data), "
+        "none or balanced (loss weight N / (K n_k) per class)",
+    )
+    dtype: Literal["float32", "bfloat16"] = setting(
+        "float32", "compute dtype: float32 or bfloat16 (parameters stay float32)"
+    )
+    seed: int = setting(0, "seed of initialisation, data order, dropout and the validation split")
 
     # The run.
-    workdir: str = "runs/default"
-    log_every: int = 10
-    eval_every: int | None = None  # None: once per epoch
-    checkpoint_every: int | None = None  # None: at each evaluation
-    keep_checkpoints: int = 2
-    best_metric: str = "balanced_accuracy"  # on the validation split
-    final_split: str | None = (
-        "test"  # launch.train runs launch.evaluate on it at the end; None: skip
+    workdir: str = setting(
+        "runs/default",
+        "run directory: config, checkpoints, metrics.jsonl, tb/ (resumes if it holds a checkpoint)",
+        resume_free=True,
     )
-    progress: bool = True
+    log_every: int = setting(
+        10, "steps between metric fetches, log rows and progress updates", resume_free=True
+    )
+    eval_every: int | None = setting(
+        None, "steps between validations (None: once per epoch)", resume_free=True
+    )
+    checkpoint_every: int | None = setting(
+        None, "steps between checkpoints (None: at each validation)", resume_free=True
+    )
+    keep_checkpoints: int = setting(2, "latest checkpoints kept", resume_free=True)
+    best_metric: str = setting(
+        "balanced_accuracy",
+        "validation metric that picks the best checkpoint: accuracy, balanced_accuracy, loss "
+        "(pearson for task=isl)",
+        resume_free=True,
+    )
+    final_split: str | None = setting(
+        "test",
+        "split evaluated with the best checkpoint at the end, full report via launch.evaluate "
+        "(train, val, test; None to skip)",
+        resume_free=True,
+    )
+    progress: bool = setting(True, "show the progress bar", resume_free=True)
 
-    # Dense per-pixel task (In Silico Labeling; engine.dense_task). ``in_channels`` is then the
-    # number of transmitted-light z planes fed to the model.
-    # "auto": isl for the ISL data sets (names starting "isl"), classification otherwise.
-    task: Literal["auto", "classification", "isl"] = AUTO
-    # isl: the fluorescence channels to predict (None: all in the data); the output side of a
-    # training crop (input = output + the model's margin); N training wells (nested, seeded).
-    labels: tuple[str, ...] | None = None
-    output_size: int = 24
-    max_wells: int | None = None
+    # Dense per-pixel task (In Silico Labeling; engine.dense_task).
+    task: Literal["auto", "classification", "isl"] = setting(
+        AUTO,
+        "auto (isl for the isl* data sets, else classification), classification, or isl "
+        "(In Silico Labeling: transmitted-light z-stack in, per-pixel fluorescence out)",
+    )
+    labels: tuple[str, ...] | None = setting(
+        None,
+        "isl: comma-separated fluorescence channels to predict (None: all in the data)",
+    )
+    output_size: int = setting(
+        24, "isl: output side of a training crop; the input adds the model's margin"
+    )
+    max_wells: int | None = setting(
+        None, "isl: train on N wells (a seeded nested order: the transfer budgets)"
+    )
 
     def __post_init__(self) -> None:
+        for name in ("pretrained", "final_split"):  # an explicit "None" means none
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() in NONE_WORDS:
+                object.__setattr__(self, name, None)
         if self.classes is not None:  # JSON gives lists back
             object.__setattr__(self, "classes", tuple(self.classes))
         if self.task == AUTO:
@@ -167,7 +291,10 @@ class TrainConfig:
             ),
             (
                 self.transfer != "scratch" or self.pretrained in (None, AUTO),
-                "transfer=scratch trains from random initialisation: drop --pretrained",
+                (
+                    "transfer=scratch trains from random initialisation: drop --pretrained "
+                    "(or pass --pretrained=None)"
+                ),
             ),
         ]
         problems = [msg for ok, msg in checks if not ok]
@@ -204,25 +331,11 @@ def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
-# Fields a resumed run may change (engine.resume.check_resumable): they decide what is logged,
-# evaluated or kept, and where files are, never the parameters a step computes or the data
-# order. Every other field must equal the checkpointed run's (a new field is exact until
-# listed here). steps/epochs may grow to extend a run; a cosine schedule is then re-laid.
+# Fields a resumed run may change (engine.resume.check_resumable), marked ``resume_free`` on the
+# field: they decide what is logged, evaluated or kept, and where files are, never the
+# parameters a step computes or the data order. Every other field must equal the checkpointed
+# run's (a new field is exact unless marked). steps/epochs may grow to extend a run; a cosine
+# schedule is then re-laid.
 RESUME_FREE = frozenset(
-    {
-        "workdir",
-        "data_dir",  # the data may move; class names and example counts are still compared
-        "workers",  # the same batches with threads or worker processes
-        "on_bad_image",  # only matters for a file that failed to decode (which stopped the run)
-        "steps",
-        "epochs",
-        "eval_batch_size",
-        "log_every",
-        "eval_every",
-        "checkpoint_every",
-        "keep_checkpoints",
-        "best_metric",
-        "final_split",
-        "progress",
-    }
+    f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resume_free"]
 )

@@ -1,25 +1,85 @@
-"""``python -m launch.audit --dataset=NAME --data_dir=DIR [--strict]``: leakage between splits.
+"""``python -m launch.audit --dataset=NAME --data_dir=DIR [--strict] [--out=leaks.csv]``: leakage.
 
 Reports, for every pair of splits present (train/val/test; val when the archive has a val/
 folder or ``--val_fraction`` carves one), the patients found on both sides and the files whose
-bytes are identical (SHA-256), with counts per class. Prints a table for people and, with
-``--json``, one JSON object for machines. ``--strict`` exits 1 when anything leaks (for CI
-over a prepared data directory); the training side can remove leaked examples with
+bytes are identical (SHA-256), with counts per class. Prints a table for people naming the
+first ``--show`` leaked patients (with their files) and identical pairs, the rest counted;
+``--out`` writes every leaked file as CSV (one row per file and reason); ``--json`` prints one
+JSON object for machines instead of the table. ``--strict`` exits 1 when anything leaks (for
+CI over a prepared data directory); the training side can remove leaked examples with
 ``--drop_leaked``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
 
 from data_pipelines.leakage import PairAudit, audit_splits
+from data_pipelines.records import ExampleRecord, ImageSource
 from data_pipelines.sources import DATASETS, open_splits
 
+CSV_COLUMNS = ("pair", "reason", "split", "class", "patient", "path", "identical_to")
 
-def _table(name: str, splits: dict, audits: list[PairAudit]) -> str:
+
+def _by_patient(source: ImageSource, patients: set[str]) -> dict[str, list[ExampleRecord]]:
+    found: dict[str, list[ExampleRecord]] = defaultdict(list)
+    for record in source.records:
+        if record.patient in patients:
+            found[record.patient].append(record)
+    return found
+
+
+def leaked_files(splits: dict[str, ImageSource], audit: PairAudit) -> Iterator[dict[str, str]]:
+    """Every file of ``audit``'s two splits that leaks: shared patients first, then copies."""
+    pair = f"{audit.first} x {audit.second}"
+    sources = (splits[audit.first], splits[audit.second])
+    shared = [_by_patient(source, set(audit.shared_patients)) for source in sources]
+    for patient in audit.shared_patients:
+        for source, records in zip(sources, shared, strict=True):
+            for record in records[patient]:
+                yield _row(pair, "shared_patient", source, record, "")
+    by_path = [{r.path: r for r in source.records} for source in sources]
+    for first, second in audit.duplicates:
+        yield _row(pair, "identical_file", sources[0], by_path[0][first], second)
+        yield _row(pair, "identical_file", sources[1], by_path[1][second], first)
+
+
+def _row(
+    pair: str, reason: str, source: ImageSource, record: ExampleRecord, identical_to: str
+) -> dict[str, str]:
+    return {
+        "pair": pair,
+        "reason": reason,
+        "split": source.split,
+        "class": source.class_names[record.label],
+        "patient": record.patient,
+        "path": record.path,
+        "identical_to": identical_to,
+    }
+
+
+def write_csv(path: Path, splits: dict[str, ImageSource], audits: list[PairAudit]) -> int:
+    """Every leaked file of every pair as one CSV row each; returns the row count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for audit in audits:
+            for row in leaked_files(splits, audit):
+                writer.writerow(row)
+                rows += 1
+    return rows
+
+
+def _table(name: str, splits: dict[str, ImageSource], audits: list[PairAudit], show: int) -> str:
     lines = [f"leakage audit: {name}"]
     for split, source in splits.items():
         lines.append(
@@ -32,14 +92,28 @@ def _table(name: str, splits: dict, audits: list[PairAudit]) -> str:
             f"    shared patients: {len(audit.shared_patients)}"
             + (f"  examples per class: {audit.patient_examples}" if audit.shared_patients else "")
         )
+        named = audit.shared_patients[:show]
+        files = {s: _by_patient(splits[s], set(named)) for s in (audit.first, audit.second)}
+        for patient in named:
+            lines.append(f"      patient {patient}:")
+            for split, records in files.items():
+                for record in records[patient]:
+                    label = splits[split].class_names[record.label]
+                    lines.append(f"        {split:5s} {label:10s} {record.path}")
+        if len(audit.shared_patients) > show:
+            lines.append(
+                f"      ... {len(audit.shared_patients) - show} more patients (see --out or --json)"
+            )
         lines.append(
             f"    identical files: {len(audit.duplicates)}"
             + (f"  examples per class: {audit.duplicate_examples}" if audit.duplicates else "")
         )
-        for first, second in audit.duplicates[:10]:
+        for first, second in audit.duplicates[:show]:
             lines.append(f"      {first} == {second}")
-        if len(audit.duplicates) > 10:
-            lines.append(f"      ... {len(audit.duplicates) - 10} more (see --json)")
+        if len(audit.duplicates) > show:
+            lines.append(
+                f"      ... {len(audit.duplicates) - show} more pairs (see --out or --json)"
+            )
     return "\n".join(lines)
 
 
@@ -73,6 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when any pair of splits leaks"
     )
+    parser.add_argument(
+        "--show",
+        type=int,
+        default=10,
+        help="leaked patients (with their files) and identical pairs named per pair in the "
+        "table; the rest are counted (default 10)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write every leaked file as CSV: " + ", ".join(CSV_COLUMNS),
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -104,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     else:
-        print(_table(args.dataset, splits, audits))
+        print(_table(args.dataset, splits, audits, args.show))
+    if args.out is not None:
+        rows = write_csv(args.out, splits, audits)
+        print(f"audit: {rows} leaked files written to {args.out}", file=sys.stderr)
     if leaked and args.strict:
         print("audit: leakage found (--strict)", file=sys.stderr)
         return 1

@@ -74,11 +74,15 @@ def summary(params: dict[str, np.ndarray], meta: WeightMetadata, out: Path) -> s
         [
             f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)",
             f"  arch {meta.arch}, tag {meta.tag}, {len(params)} tensors, {n:,} values",
-            f"  input {meta.input_size}px, crop {meta.crop_fraction:g}, {meta.interpolation}, "
-            f"{meta.channel_order}, mean {tuple(round(m, 4) for m in meta.mean)}, "
-            f"std {tuple(round(s, 4) for s in meta.std)}",
-            f"  {meta.num_classes} classes ({shown}); classifier {', '.join(meta.classifier_paths)}; "
-            f"first conv {meta.first_conv_path}",
+            (
+                f"  input {meta.input_size}px, crop {meta.crop_fraction:g}, {meta.interpolation}, "
+                f"{meta.channel_order}, mean {tuple(round(m, 4) for m in meta.mean)}, "
+                f"std {tuple(round(s, 4) for s in meta.std)}"
+            ),
+            (
+                f"  {meta.num_classes} classes ({shown}); classifier "
+                f"{', '.join(meta.classifier_paths)}; first conv {meta.first_conv_path}"
+            ),
             f"  source: {meta.source}; licence: {meta.license}",
         ]
     )

@@ -13,6 +13,8 @@ import argparse
 import logging
 import sys
 
+from data_pipelines.tfds_build import prepare
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -43,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    from data_pipelines.tfds_build import prepare
 
     build_dir = prepare(
         args.dataset,

@@ -1,7 +1,7 @@
 """Process start-up shared by every entry point that takes ``--devices``.
 
-JAX reads ``XLA_FLAGS`` once, when its CPU backend starts, so the number of simulated CPU
-devices must be fixed before anything initialises a backend. Multi-host runs must call
+The number of simulated CPU devices (``jax_num_cpu_devices``) is read once, when JAX starts its
+CPU backend, so it must be fixed before the first JAX computation. Multi-host runs must call
 ``jax.distributed.initialize`` before any JAX computation too. Both live here, called first
 thing by ``launch.<verb>.main``.
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-_COUNT_FLAG = "--xla_force_host_platform_device_count"
+import jax
 
 
 def add_device_flags(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +21,8 @@ def add_device_flags(parser: argparse.ArgumentParser) -> None:
         "--devices",
         type=int,
         default=None,
-        help="local devices to use (default: all). On CPU, N devices are simulated with "
-        f"{_COUNT_FLAG}=N.",
+        help="local devices to use (default: all). On CPU, N devices are simulated "
+        "(jax_num_cpu_devices=N).",
     )
     group.add_argument(
         "--coordinator_address",
@@ -34,18 +33,6 @@ def add_device_flags(parser: argparse.ArgumentParser) -> None:
         "--num_processes", type=int, default=None, help="processes in a multi-process run"
     )
     group.add_argument("--process_id", type=int, default=None, help="this process's index")
-
-
-def _backend_started() -> bool:
-    jax = sys.modules.get("jax")
-    if jax is None:
-        return False
-    try:
-        from jax._src import xla_bridge
-
-        return bool(xla_bridge._backends)
-    except (ImportError, AttributeError):
-        return True  # cannot tell: assume the worst
 
 
 def _multi_host_tpu() -> bool:
@@ -62,9 +49,9 @@ def setup_devices(
 ) -> int | None:
     """Fix the device count and join a multi-process run; returns ``devices`` unchanged.
 
-    - ``devices=N`` on CPU: sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
-      (harmless on GPU/TPU hosts, where it only affects the unused host platform). Raises if a
-      JAX backend has already started with another setting.
+    - ``devices=N`` on CPU: ``jax.config.update("jax_num_cpu_devices", N)`` (harmless on
+      GPU/TPU hosts, where it only shapes the unused host platform). Raises if a JAX backend
+      already started with fewer than N local devices.
     - ``coordinator_address`` (+ ``num_processes``, ``process_id``): calls
       ``jax.distributed.initialize`` with them; on a multi-host TPU VM it is called with no
       arguments (TPU metadata provides them).
@@ -72,16 +59,15 @@ def setup_devices(
     if devices is not None:
         if devices < 1:
             raise ValueError(f"--devices must be >= 1, got {devices}")
-        flags = os.environ.get("XLA_FLAGS", "")
-        if _COUNT_FLAG not in flags:
-            if _backend_started():
+        try:
+            jax.config.update("jax_num_cpu_devices", devices)
+        except RuntimeError as err:  # the backends already started (with another count)
+            if jax.local_device_count() < devices:
                 raise RuntimeError(
-                    f"setup_devices({devices}) called after JAX started its backends; call it "
-                    "before the first JAX computation"
-                )
-            os.environ["XLA_FLAGS"] = f"{flags} {_COUNT_FLAG}={devices}".strip()
-    import jax
-
+                    f"setup_devices({devices}) called after JAX started its backends with "
+                    f"{jax.local_device_count()} local devices; call it before the first JAX "
+                    "computation"
+                ) from err
     if coordinator_address is not None:
         if num_processes is None or process_id is None:
             raise ValueError("--coordinator_address needs --num_processes and --process_id")
@@ -95,8 +81,7 @@ def setup_devices(
     if devices is not None and jax.local_device_count() < devices:
         raise RuntimeError(
             f"--devices={devices} but only {jax.local_device_count()} local "
-            f"{jax.default_backend()} devices exist (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}: "
-            f"set {_COUNT_FLAG} before JAX starts, or ask for fewer devices)"
+            f"{jax.default_backend()} devices exist (ask for fewer devices)"
         )
     return devices
 

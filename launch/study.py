@@ -16,7 +16,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from engine.config import TrainConfig
+from engine.evaluation.probe_study import study
+from engine.mesh import make_mesh
+from launch.config_flags import add_config_flags, explicit_values
 from launch.runtime import add_device_flags, setup_from_args
+
+CONFIG_FIELDS = ("dataset", "data_dir", "classes", "model", "pretrained", "in_channels", "cv_folds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,17 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", default="oct")
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--classes", default=None, help="comma-separated class subset")
-    p.add_argument("--model", default="efficientnet_lite0")
-    p.add_argument("--pretrained", default="auto")
-    p.add_argument("--in_channels", type=int, default=1)
+    add_config_flags(
+        p,
+        CONFIG_FIELDS,
+        defaults={"in_channels": 1},
+        title="what to study (engine.config.TrainConfig)",
+    )
     p.add_argument("--input_sizes", default="224", help="comma-separated resolutions")
     p.add_argument("--features", default="pre_logits,multi_stage")
     p.add_argument("--flips", default="no,yes", help="no, yes or both (no,yes)")
-    p.add_argument("--cv_folds", type=int, default=5)
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batch_size", type=int, default=32, help="global batch of the feature passes")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     add_device_flags(p)
     return p
@@ -45,20 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_from_args(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from engine.config import TrainConfig
-    from engine.evaluation.probe_study import study
-    from engine.mesh import make_mesh
-
-    config = TrainConfig(
-        model=args.model,
-        pretrained=None if args.pretrained.lower() == "none" else args.pretrained,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        classes=None if args.classes is None else tuple(args.classes.split(",")),
-        in_channels=args.in_channels,
-        cv_folds=args.cv_folds,
-        eval_batch_size=args.batch_size,
-    )
+    config = TrainConfig(**explicit_values(args), eval_batch_size=args.batch_size)
     rows = study(
         config,
         make_mesh(args.devices),

@@ -10,100 +10,30 @@ Flags override a preset's values; a ``--workdir`` that holds a checkpoint resume
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import logging
 import sys
 import time
-import types
-import typing
 from collections.abc import Sequence
 from typing import Any
 
+import jax
+
+from configs import preset_config, preset_names
+from data_pipelines.integrity import BadImageError
+from data_pipelines.layout import DatasetLayoutError
+from data_pipelines.sources import LAYOUTS
+from data_pipelines.sources import missing_data_message as data_missing_message
+from engine.config import TrainConfig
+from engine.loop import NonFiniteError
+from engine.mesh import make_mesh
+from engine.trainer import train
+from launch.config_flags import add_config_flags, explicit_values
 from launch.runtime import add_device_flags, setup_from_args
-
-HELP = {
-    "model": "architecture (models.list_models(): small_cnn, resnet18..152, inception_v3, efficientnet_lite0)",
-    "pretrained": "converted weight file (launch.convert), registered tag (efficientnet_lite0.in1k), 'auto' "
-    "(the model's registered ImageNet tag, if it has one) or 'none' (random initialisation)",
-    "transfer": "linear_probe (the paper: frozen backbone, cached features), finetune, or scratch",
-    "probe_solver": "linear_probe solver: lbfgs (full batch to convergence, L2 by patient-grouped CV) "
-    "or steps (minibatch optimizer steps, the paper's recipe)",
-    "cv_folds": "patient-grouped cross-validation folds of the training images (lbfgs probe)",
-    "probe_l2": "L2 strength of the lbfgs probe (default: chosen by cross-validation)",
-    "probe_select": "what picks the L2 strength: balanced_log_loss or balanced_accuracy",
-    "init_from": "a run directory whose best checkpoint initialises this run (e.g. finetune after linear_probe)",
-    "finetune_stages": "finetune only the last N backbone stages (+ classifier); default: all",
-    "bn_mode": "BatchNorm statistics in trained stages: train (updated) or frozen",
-    "backbone_lr_scale": "finetune: backbone learning rate = lr * this",
-    "in_channels": "1: grey input (pretrained first conv summed over RGB: same maths, 3x less input work)",
-    "input_size": "input resolution (default: the weights' own)",
-    "model_kwargs": "JSON dict of extra model options, e.g. '{\"drop_rate\": 0.3}'",
-    "dataset": "oct, chest_xray, chest_xray_pathogen, chest_xray_3class, folder, oct_sample, synthetic; "
-    "isl, isl/<condition>, isl_synthetic_a, isl_synthetic_b (task=isl)",
-    "data_dir": "the unpacked archive (e.g. DIR/OCT2017 with train/ and test/)",
-    "classes": "comma-separated class subset, first = label 0 (e.g. NORMAL,CNV for a binary task)",
-    "val_fraction": "patient-level validation split carved from train",
-    "max_per_class": "at most N training images per class (the paper's limited model: 1000)",
-    "drop_leaked": "drop training images whose patient or file also appears in a later split",
-    "augment": "training augmentation (flip, small affine, brightness/contrast; the paper used none)",
-    "class_balanced_sampling": "oversample rare classes to balance every epoch",
-    "workers": "input worker processes (0: threads in this process)",
-    "on_bad_image": "error (stop, naming the file) or skip (log and leave it out)",
-    "steps": "optimizer steps (overrides --epochs)",
-    "epochs": "epochs over the training split (default 1 when --steps is not given)",
-    "batch_size": "global batch size over all devices and processes",
-    "eval_batch_size": "global batch size for evaluation (default: --batch_size)",
-    "optimizer": "adam, adamw or sgd (momentum --momentum)",
-    "lr": "peak learning rate (the classifier's when fine-tuning)",
-    "momentum": "sgd momentum",
-    "weight_decay": "on kernels only: decoupled for adamw, L2 for adam/sgd",
-    "schedule": "cosine (decay to 0) or constant, after --warmup_steps linear warm-up",
-    "warmup_steps": "linear warm-up steps",
-    "clip_norm": "clip gradients to this global norm",
-    "label_smoothing": "label smoothing of the cross-entropy",
-    "class_weighting": "auto (balanced when the training classes differ in size), none or balanced "
-    "(loss weight N / (K n_k) per class)",
-    "dtype": "compute dtype: float32 or bfloat16 (parameters stay float32)",
-    "seed": "seed of initialisation, data order, dropout and the validation split",
-    "workdir": "run directory: config, checkpoints, metrics.jsonl, tb/ (resumes if it holds a checkpoint)",
-    "log_every": "steps between metric fetches, log rows and progress updates",
-    "eval_every": "steps between validations (default: once per epoch)",
-    "checkpoint_every": "steps between checkpoints (default: at each validation)",
-    "keep_checkpoints": "latest checkpoints kept",
-    "best_metric": "validation metric that picks the best checkpoint: accuracy, balanced_accuracy, loss",
-    "final_split": "split evaluated with the best checkpoint at the end, full report via launch.evaluate "
-    "(train, val, test; None to skip)",
-    "progress": "show the progress bar",
-    "task": "auto (isl for the isl* data sets, else classification), classification, or isl "
-    "(In Silico Labeling: transmitted-light z-stack in, per-pixel fluorescence out)",
-    "labels": "isl: comma-separated fluorescence channels to predict (default: all in the data)",
-    "output_size": "isl: output side of a training crop; the input adds the model's margin",
-    "max_wells": "isl: train on N wells (a seeded nested order: the transfer budgets)",
-}
-
-
-def _flag_kwargs(annotation: Any) -> dict[str, Any]:
-    """argparse keyword arguments for a TrainConfig field annotation."""
-    hint = annotation
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if typing.get_origin(hint) is typing.Literal:
-        return {"type": str, "choices": typing.get_args(hint)}
-    if hint is bool:
-        return {"action": argparse.BooleanOptionalAction}
-    if hint in (int, float, str):
-        return {"type": hint}
-    if typing.get_origin(hint) is tuple:
-        return {"type": lambda text: tuple(s for s in text.split(",") if s)}
-    if typing.get_origin(hint) is dict:
-        return {"type": json.loads}
-    raise TypeError(f"no flag type for {annotation!r}")
+from models.weights_file import WeightFileError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.config import TrainConfig
-    from engine.presets import preset_names
-
     parser = argparse.ArgumentParser(
         prog="python -m launch.train",
         description=__doc__,
@@ -113,51 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=preset_names(),
         default=None,
-        help="start from a named configuration (engine/presets.py documents each)",
+        help="start from a named configuration (configs/NAME.py documents each)",
     )
     parser.add_argument(
         "--demo",
         action="store_true",
         help="the README's main job: --preset=demo with 8 simulated devices",
     )
-    hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group("run configuration (engine.config.TrainConfig)")
-    for field in dataclasses.fields(TrainConfig):
-        default = (
-            field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        )
-        group.add_argument(
-            f"--{field.name}",
-            default=argparse.SUPPRESS,
-            help=f"{HELP[field.name]} (default: {default})",
-            **_flag_kwargs(hints[field.name]),
-        )
+    add_config_flags(parser)
     add_device_flags(parser)
     return parser
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig: defaults <- preset <- explicit flags."""
-    from engine.config import TrainConfig, field_names
-    from engine.presets import preset_config
-
-    explicit = {k: getattr(args, k) for k in field_names() if hasattr(args, k)}
-    for key in ("final_split", "pretrained"):
-        if key in explicit and str(explicit[key]).lower() in ("none", ""):
-            explicit[key] = None
+    explicit = explicit_values(args)
     preset = "demo" if args.demo and not args.preset else args.preset
     if preset:
         return preset_config(preset, **explicit)
     return TrainConfig(**explicit)
 
 
-def missing_data_message(config) -> str | None:
+def missing_data_message(config: TrainConfig) -> str | None:
     """data_pipelines' text (archive, DOI, layout) when ``config`` names a data set but no data_dir."""
-    from data_pipelines.sources import LAYOUTS
-    from data_pipelines.sources import missing_data_message as message
-
     if config.data_dir is None and config.dataset in LAYOUTS and config.dataset != "oct_sample":
-        return message(config.dataset)
+        return data_missing_message(config.dataset)
     return None
 
 
@@ -248,20 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"launch.train: error: {message}", file=sys.stderr)
         return 2
     setup_from_args(args)
-    import logging
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "jax", "orbax", "grain"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-    import jax
-
-    from data_pipelines.integrity import BadImageError
-    from data_pipelines.layout import DatasetLayoutError
-    from engine.loop import NonFiniteError
-    from engine.mesh import make_mesh
-    from engine.trainer import train
-    from models.weights_file import WeightFileError
 
     lead = jax.process_index() == 0
     mesh = make_mesh(args.devices)
@@ -293,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.pretrained and str(config.pretrained) in str(err):
             print(
                 "  ImageNet weights are converted once with `python -m launch.convert` "
-                "(engine/presets.py shows the Inception-V3 command)",
+                "(configs/recipes.py shows the Inception-V3 command)",
                 file=sys.stderr,
             )
         return 2

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Must happen before JAX initialises its backends (i.e. before any test imports jax).
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    ).strip()
 os.environ.setdefault("KERAS_BACKEND", "jax")
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # read when jax is imported
 
+import jax  # after the environment above
 import pytest
+
+# Before JAX starts its backends (the first computation). Subprocesses that tests start do not
+# inherit it: they pass --devices (launch.runtime) or set their own count.
+jax.config.update("jax_num_cpu_devices", 8)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 from data_pipelines.leakage import audit_splits
 from data_pipelines.sources import open_splits
@@ -60,3 +62,36 @@ def test_audit_cli_strict_exit_codes(make_tree, sample_files, shared_data, capsy
         )
         == 0
     )
+
+
+def test_audit_names_leaked_patients_and_files_and_writes_them_as_csv(
+    make_tree, sample_files, tmp_path, capsys
+):
+    root, shared_patient = _leaky_tree(make_tree, sample_files)
+    out = tmp_path / "leaks" / "leaks.csv"
+    assert audit.main(["--dataset=oct", f"--data_dir={root}", f"--out={out}"]) == 0
+    table = capsys.readouterr()
+    assert f"patient {shared_patient}:" in table.out
+    assert f"DME-{shared_patient}-9.jpeg" in table.out  # the patient's train file ...
+    assert f"test/CNV/{sample_files['CNV'][0].name}" in table.out  # ... and test file, named
+    rows = list(csv.DictReader(out.open()))
+    assert f"{len(rows)} leaked files written to {out}" in table.err
+    patient_rows = [r for r in rows if r["reason"] == "shared_patient"]
+    assert sorted((r["split"], r["class"], Path(r["path"]).name) for r in patient_rows) == [
+        ("test", "CNV", sample_files["CNV"][0].name),
+        ("train", "DME", f"DME-{shared_patient}-9.jpeg"),
+    ]
+    assert {r["patient"] for r in patient_rows} == {shared_patient}
+    copies = [r for r in rows if r["reason"] == "identical_file"]
+    assert {r["pair"] for r in copies} == {"train x test", "train x val"}
+    by_path = {Path(r["path"]).name: r for r in copies if r["pair"] == "train x test"}
+    train_copy = by_path["CNV-424242-1.jpeg"]
+    assert train_copy["split"] == "train" and train_copy["patient"] == "424242"
+    assert train_copy["identical_to"].endswith(f"test/CNV/{sample_files['CNV'][0].name}")
+    val_copy = next(r for r in copies if r["split"] == "val")
+    assert val_copy["class"] == "NORMAL" and val_copy["path"].endswith("NORMAL-434343-1.jpeg")
+    # Past --show, the rest are counted, not named (every row is still in the CSV).
+    assert audit.main(["--dataset=oct", f"--data_dir={root}", "--show=0"]) == 0
+    table = capsys.readouterr().out
+    assert f"patient {shared_patient}:" not in table and "... 1 more patients" in table
+    assert "CNV-424242-1.jpeg ==" not in table and "... 1 more pairs" in table

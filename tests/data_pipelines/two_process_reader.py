@@ -10,11 +10,12 @@ import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax
 import numpy as np
+
+jax.config.update("jax_num_cpu_devices", 2)
 
 
 def _local_rows(array: jax.Array) -> list[int]:
@@ -38,9 +39,9 @@ def main(port: str, process_id: str, out: str) -> None:
     result = {
         "process_index": jax.process_index(),
         "global_shape": list(eval_batches[0]["image"].shape),
-        "train": sum(train_rows, []),
-        "eval_index": sum((_local_rows(b["index"]) for b in eval_batches), []),
-        "eval_mask": sum((_local_rows(b["mask"]) for b in eval_batches), []),
+        "train": [row for rows in train_rows for row in rows],
+        "eval_index": [row for b in eval_batches for row in _local_rows(b["index"])],
+        "eval_mask": [row for b in eval_batches for row in _local_rows(b["mask"])],
     }
     with open(out, "w") as f:
         json.dump(result, f)

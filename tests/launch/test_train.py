@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from engine.config import TrainConfig
 from launch import train
 
 
@@ -90,3 +92,53 @@ def test_final_split_flag_values():
     assert config.final_split == "test" and config.pretrained == "auto"
     with pytest.raises(ValueError, match="final_split"):
         train.config_from_args(train.build_parser().parse_args(["--final_split=tset"]))
+
+
+def test_help_lists_every_config_field_with_its_own_help(monkeypatch):
+    """The one help text per field (engine.config.setting) reaches ``--help``."""
+    monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps at the terminal width otherwise
+    text = " ".join(train.build_parser().format_help().split())
+    for field in dataclasses.fields(TrainConfig):
+        help_text = " ".join(field.metadata["help"].split())
+        assert help_text, f"{field.name} has no help"
+        assert f"--{field.name}" in text and help_text in text, field.name
+
+
+def test_flag_forms_users_type():
+    """``--name=VALUE``, ``--no-name`` booleans, comma lists, JSON dicts, None for optional fields."""
+    args = train.build_parser().parse_args(
+        [
+            "--dataset=oct_sample",
+            "--classes=NORMAL,CNV",
+            "--no-progress",
+            "--augment",
+            '--model_kwargs={"drop_rate": 0.3}',
+            "--steps=None",
+            "--epochs=2.5",
+            "--eval_every=none",
+            "--input_size=64",
+        ]
+    )
+    config = train.config_from_args(args)
+    assert config.classes == ("NORMAL", "CNV") and config.augment and not config.progress
+    assert config.model_kwargs == {"drop_rate": 0.3} and config.steps is None
+    assert config.epochs == 2.5 and config.eval_every is None and config.input_size == 64
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--steps=many"])
+
+
+@pytest.mark.parametrize("spelling", ["None", "none", ""])
+def test_explicit_none_pretrained_goes_with_scratch(spelling):
+    """``--pretrained=None --transfer=scratch`` is accepted, also over a preset with weights."""
+    for preset in ([], ["--preset=demo"]):
+        args = train.build_parser().parse_args(
+            [*preset, "--transfer=scratch", f"--pretrained={spelling}"]
+        )
+        config = train.config_from_args(args)
+        assert config.pretrained is None and config.transfer == "scratch"
+    # The same None written by hand (a config dict, a preset override) means none too.
+    assert TrainConfig(transfer="scratch", pretrained=spelling).pretrained is None
+    with pytest.raises(ValueError, match="drop --pretrained"):
+        train.config_from_args(
+            train.build_parser().parse_args(["--preset=demo", "--transfer=scratch"])
+        )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shlex
+import types
 
 import pytest
 
+from configs import PRESETS, _from_module, preset_config, preset_names
 from engine.config import TrainConfig
-from engine.presets import PRESETS, preset_config, preset_names
 from launch.train import build_parser, config_from_args
 
 
@@ -71,3 +72,18 @@ def test_flags_override_a_preset():
 def test_unknown_preset_is_refused():
     with pytest.raises(ValueError, match="unknown preset"):
         preset_config("oct_fulll")
+
+
+def test_every_config_module_names_its_own_preset_in_its_command():
+    for name, preset in PRESETS.items():
+        assert f"--preset={name}" in preset.command or (
+            name == "demo" and "--demo" in preset.command
+        )
+        assert preset.description and not preset.description.startswith("python")
+
+
+def test_a_config_module_without_a_command_is_refused():
+    module = types.ModuleType("configs.broken", "Something, but no command.")
+    module.CONFIG, module.SMOKE = {}, {}
+    with pytest.raises(ValueError, match="configs/broken.py: the docstring"):
+        _from_module("broken", module)
