@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_pipelines.preprocess import CentreCrop
 from launch import runtime
 
 
@@ -199,7 +200,6 @@ def _progress(label: str, every_s: float = 10.0):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from data_pipelines.preprocess import PreprocessConfig
     from engine import inference
     from engine.mesh import make_mesh
     from engine.occlusion import sweep as occlusion
@@ -208,13 +208,10 @@ def run(args: argparse.Namespace) -> int:
 
     trained = inference.load_run(args.workdir, which=args.which)
     inference.require_classification(trained, "launch.occlusion")
-    meta = trained.metadata
-    cfg = PreprocessConfig.from_metadata(
-        meta, channels=trained.config.get("in_channels", meta.in_channels)
-    )
+    cfg = trained.record.eval_preprocess()
     files = image_inputs.collect_files(args.images)
     print(
-        f"{len(files)} image files; model {trained.config['model']} step {trained.step} "
+        f"{len(files)} image files; model {trained.config.model} step {trained.step} "
         f"({trained.checkpoint}), input {cfg.input_size} px",
         flush=True,
     )
@@ -234,9 +231,7 @@ def run(args: argparse.Namespace) -> int:
         original = image_inputs.lesion_boxes(loaded.paths, boxes_file)
         boxes = np.stack(
             [
-                occlusion.box_in_model_input(b, hw, cfg.input_size, cfg.resize_size)
-                if b
-                else np.full(4, -1.0)
+                CentreCrop.of(hw, cfg).to_input(b) if b else np.full(4, -1.0)
                 for b, hw in zip(original, loaded.original_hw)
             ]
         )
@@ -253,8 +248,9 @@ def run(args: argparse.Namespace) -> int:
         blur_sigma=args.blur_sigma,
         **method_fields(args),
     )
-    apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
     mesh = make_mesh(args.devices)
+    predictor = trained.predictor(mesh)
+    apply_fn, state = predictor.apply_fn, predictor.variables
     result, seconds, method_info = run_with_fidelity(
         occlusion,
         apply_fn,
@@ -268,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     )
     provenance = {
         "workdir": str(args.workdir),
-        "model": trained.config["model"],
+        "model": trained.config.model,
         "step": trained.step,
         "checkpoint": trained.checkpoint,
         "target": args.target,

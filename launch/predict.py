@@ -37,8 +37,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
 
-BATCH_SIZE = 8  # images per forward pass; the last batch is zero-padded (one compilation)
+from data_pipelines.device import normalize
+from data_pipelines.integrity import BadImageError
+from data_pipelines.preprocess import PreprocessConfig, load_image
+from engine.mesh import make_mesh
+from engine.predictor import Predictor
+from models.metadata import WeightMetadata
+
+HEATMAP_MAX_BATCH = 32  # occluded copies per forward pass of --heatmaps
 CSV_COLUMNS = ("path", "rank", "class_index", "class_name", "probability")
 
 
@@ -56,21 +65,22 @@ class ImageReadError(ValueError):
     """An input that is not a readable image; the message names the file."""
 
 
-def prepare_image(path: Path, meta) -> np.ndarray:
-    """One image file -> float32 HWC array prepared as ``meta`` (a WeightMetadata) says.
+def load_pixels(path: Path, meta: WeightMetadata) -> np.ndarray:
+    """One image file -> uint8 HWC pixels prepared as ``meta`` says (resize, centre crop).
 
-    The same per-example ops as training and evaluation (``data_pipelines.preprocess``), then
-    the normalisation that ``data_pipelines.device.normalize`` applies on device.
+    The same per-example ops as training and evaluation (``data_pipelines.preprocess``);
+    normalisation happens on the device (``engine.predictor.Predictor``).
     """
-    from data_pipelines.integrity import BadImageError
-    from data_pipelines.preprocess import PreprocessConfig, load_image
-
     try:
-        x = load_image(Path(path), PreprocessConfig.from_metadata(meta))
+        return load_image(Path(path), PreprocessConfig.from_metadata(meta))
     except BadImageError as e:
         raise ImageReadError(f"{path}: not a readable image ({e.problem})") from e
-    x = x.astype(np.float32) / 255.0
-    return (x - np.asarray(meta.mean, np.float32)) / np.asarray(meta.std, np.float32)
+
+
+def prepare_image(path: Path, meta: WeightMetadata) -> np.ndarray:
+    """:func:`load_pixels` normalised as the network sees it (float32 HWC; a reference for tests
+    and direct model calls), by the device normaliser ``data_pipelines.device.normalize``."""
+    return np.asarray(normalize(load_pixels(path, meta), meta.mean, meta.std))
 
 
 def _top_k(probs: np.ndarray, k: int, names: Sequence[str], path: str) -> Prediction:
@@ -83,35 +93,29 @@ def _top_k(probs: np.ndarray, k: int, names: Sequence[str], path: str) -> Predic
     )
 
 
-def classify(model, meta, images: Sequence[Path], top_k: int) -> tuple[list[Prediction], list[str]]:
-    """Run ``model`` (an NNX classifier) over ``images``; returns predictions and error lines."""
-    import jax
-    from flax import nnx
-
-    model.eval()
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def probabilities(state, x):
-        logits, _ = nnx.merge(graphdef, state)(x)
-        return jax.nn.softmax(logits.astype(np.float32), axis=-1)
-
-    loaded, errors = [], []
+def classify(
+    model: nnx.Module,
+    meta: WeightMetadata,
+    images: Sequence[Path],
+    top_k: int,
+    *,
+    mesh: Mesh | None = None,
+) -> tuple[list[Prediction], list[str]]:
+    """Run ``model`` (an NNX classifier) over ``images`` through the engine's sharded forward
+    (``engine.predictor.Predictor``); returns predictions and error lines."""
+    paths, pixels, errors = [], [], []
     for path in images:
         try:
-            loaded.append((str(path), prepare_image(Path(path), meta)))
+            pixels.append(load_pixels(Path(path), meta))
+            paths.append(str(path))
         except ImageReadError as e:
             errors.append(str(e))
+    if not paths:
+        return [], errors
+    predictor = Predictor(model, meta, mesh or make_mesh())
+    probs = predictor.probabilities(np.stack(pixels))
     k = max(1, min(top_k, meta.num_classes))
-    predictions = []
-    for start in range(0, len(loaded), BATCH_SIZE):
-        chunk = loaded[start : start + BATCH_SIZE]
-        batch = np.zeros((BATCH_SIZE, *chunk[0][1].shape), np.float32)
-        batch[: len(chunk)] = np.stack([x for _, x in chunk])
-        probs = np.asarray(probabilities(state, batch))
-        predictions += [_top_k(p, k, meta.class_names, path) for (path, _), p in zip(chunk, probs)]
-        print(f"classified {start + len(chunk)}/{len(loaded)} images", file=sys.stderr, flush=True)
-    return predictions, errors
+    return [_top_k(p, k, meta.class_names, path) for path, p in zip(paths, probs)], errors
 
 
 def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
@@ -241,7 +245,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def predict_workdir(args: argparse.Namespace) -> int:
     """``--workdir`` mode: the run's classes, probabilities, referral (and heatmaps) per image."""
     from data_pipelines.naming import patient_of
-    from data_pipelines.preprocess import PreprocessConfig
     from engine import inference
     from engine.mesh import make_mesh
     from engine.occlusion import sweep as occlusion
@@ -257,22 +260,19 @@ def predict_workdir(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"launch.predict: error: {e}", file=sys.stderr)
         return 1
-    meta, names = trained.metadata, trained.class_names
-    cfg = PreprocessConfig.from_metadata(
-        meta, channels=trained.config.get("in_channels", meta.in_channels)
-    )
+    names = trained.class_names
+    cfg = trained.record.eval_preprocess()
     loaded = image_inputs.load_files(files, cfg)
     if loaded.paths:
-        apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
+        mesh = make_mesh()
+        predictor = trained.predictor(mesh)
+        apply_fn, state = predictor.apply_fn, predictor.variables
         try:
-            config = occlusion.OcclusionConfig(max_batch=BATCH_SIZE * 4, **method_fields(args))
+            config = occlusion.OcclusionConfig(max_batch=HEATMAP_MAX_BATCH, **method_fields(args))
         except ValueError as e:
             print(f"launch.predict: error: {e}", file=sys.stderr)
             return 2
-        mesh = make_mesh()
-        probs = occlusion.unoccluded_probabilities(
-            apply_fn, state, loaded.images, config=config, mesh=mesh
-        )
+        probs = predictor.probabilities(loaded.images, max_batch=config.max_batch)
         labels = image_inputs.labels_from_folders(loaded.paths, names, strict=False)
         patients = [patient_of(path) for path in loaded.paths]
         rows = report.prediction_rows(loaded.paths, patients, labels, probs, names)

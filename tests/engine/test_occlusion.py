@@ -7,9 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from data_pipelines.preprocess import CentreCrop
 from engine.mesh import make_mesh
 from engine.occlusion import sweep as occlusion
 from engine.occlusion.sweep import OcclusionConfig
+from engine.predictor import Predictor
+from models.metadata import WeightMetadata
 
 
 def constant_model(variables, x):
@@ -226,11 +229,9 @@ def test_box_mapping_follows_the_evaluation_preprocessing():
     cfg = PreprocessConfig(input_size=48, crop_fraction=0.8, channels=1, interpolation="nearest")
     prepared = load_image(image, cfg)[..., 0]
     ys, xs = np.nonzero(prepared > 127)
-    mapped = occlusion.box_in_model_input(
-        (30, 90, 70, 150), (120, 200), cfg.input_size, cfg.resize_size
-    )
+    mapped = CentreCrop.of((120, 200), cfg).to_input((30, 90, 70, 150))
     np.testing.assert_allclose(mapped, [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], atol=1.0)
-    assert occlusion.box_in_model_input((0, 0, 5, 5), (120, 200), 48, 60).tolist() == [
+    assert CentreCrop((120, 200), 48, 60).to_input((0, 0, 5, 5)).tolist() == [
         -1,
         -1,
         -1,
@@ -276,7 +277,8 @@ def test_small_network_trained_on_synthetic_lesions_points_at_them():
         batch = rng.choice(len(train_x), 32, replace=False)
         step(model, optimizer, train_x[batch].astype(np.float32), train_y[batch])
 
-    apply_fn, state = occlusion.normalized_apply_fn(model, (0.5,), (0.25,))
+    predictor = Predictor(model, WeightMetadata(arch="test", mean=(0.5,), std=(0.25,)), make_mesh())
+    apply_fn, state = predictor.apply_fn, predictor.variables
     result = occlusion.occlusion_sensitivity(
         apply_fn,
         state,
@@ -287,7 +289,7 @@ def test_small_network_trained_on_synthetic_lesions_points_at_them():
     assert np.mean(np.argmax(result.probabilities, axis=1) == test_y) >= 0.9  # it learned the task
     boxes = np.stack(
         [
-            occlusion.box_in_model_input(r.lesion_box, (128, 160), 64, cfg.resize_size)
+            CentreCrop((128, 160), 64, cfg.resize_size).to_input(r.lesion_box)
             if r.lesion_box
             else np.full(4, -1.0)
             for r in records

@@ -18,13 +18,17 @@ import models
 from engine.mesh import make_mesh
 from engine.occlusion import incremental
 from engine.occlusion import sweep as occlusion
+from engine.predictor import Predictor
+from models.metadata import WeightMetadata
 
 TOLERANCE = 1e-5
+_PIXELS = WeightMetadata(arch="test", mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
 def _scaled_apply(arch: str, size: int, **kwargs):
     model = models.create(arch, num_classes=4, in_channels=3, rngs=nnx.Rngs(0), **kwargs)
-    apply, state = occlusion.normalized_apply_fn(model, (0.5,) * 3, (0.25,) * 3)
+    predictor = Predictor(model, _PIXELS, make_mesh(1))
+    apply, state = predictor.apply_fn, predictor.variables
     probe = np.random.default_rng(1).integers(0, 256, (2, size, size, 3)).astype(np.float32)
     spread = float(np.std(np.asarray(jax.jit(apply)(state, probe)))) + 1e-12
 
@@ -102,7 +106,8 @@ def test_efficientnet_lite0_exact():
 def test_every_layer_before_pooling_is_incremental(arch, size):
     """No primitive falls back to the full tensor, and the FLOP bound is above 1."""
     model = models.create(arch, num_classes=4, in_channels=3, rngs=nnx.Rngs(0))
-    apply, state = occlusion.normalized_apply_fn(model, (0.5,) * 3, (0.25,) * 3)
+    predictor = Predictor(model, _PIXELS, make_mesh(1))
+    apply, state = predictor.apply_fn, predictor.variables
     traced = incremental.IncrementalModel.trace(apply, state, (size, size, 3))
     origins = occlusion.window_origins(size, 12, 4)
     stats = incremental.flop_bound(traced, state, origins, origins, 12)
