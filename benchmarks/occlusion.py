@@ -101,20 +101,19 @@ def _progress(label: str):
 
 
 def _jax_model(args):
-    import jax.numpy as jnp
-
+    """(apply_fn, variables) of the engine's one forward (``engine.predictor.Predictor``):
+    uint8-range pixels normalised on the device with MEAN/STD."""
     import models
-    from engine.occlusion import sweep as occlusion
+    from engine.mesh import make_mesh
+    from engine.predictor import Predictor
+    from models.metadata import WeightMetadata
 
     model = models.create(args.model, num_classes=args.classes, in_channels=args.channels)
-    model_apply, state = occlusion.nnx_apply_fn(model)
-    mean = jnp.full((args.channels,), MEAN, jnp.float32)
-    std = jnp.full((args.channels,), STD, jnp.float32)
-
-    def apply_fn(variables, pixels):  # uint8-range floats -> logits, normalised on device
-        return model_apply(variables, (pixels / 255.0 - mean) / std)
-
-    return apply_fn, state
+    meta = WeightMetadata(
+        arch=args.model, mean=(MEAN,) * args.channels, std=(STD,) * args.channels
+    )
+    predictor = Predictor(model, meta, make_mesh())
+    return predictor.apply_fn, predictor.variables
 
 
 @dataclasses.dataclass

@@ -12,22 +12,26 @@ when several processes feed the mesh.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
 import models
+from data_pipelines.image_files import ImageFiles
+from data_pipelines.pipeline import make_eval_iterator
 from engine.checkpoints import restore_model_variables
 from engine.config import TrainConfig
 from engine.evaluation.validation import host_rows
 from engine.predictor import Predictor
 from engine.run_record import RunRecord
 from engine.workdir import Workdir
+from models.loading import WEIGHT_TYPES
 from models.metadata import WeightMetadata
 
 
@@ -70,22 +74,40 @@ def load_run(workdir: str | Path | Workdir, which: str = "best") -> TrainedRun:
     wd = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     record = read_record(wd)
     config, metadata = record.config, record.metadata
-    model = models.create(
-        config.model,
-        num_classes=record.num_classes,
-        in_channels=config.in_channels,
-        rngs=nnx.Rngs(0),
-        **{**metadata.model_kwargs, **config.model_kwargs},
+    model = abstract_model(
+        lambda: models.create(
+            config.model,
+            num_classes=record.num_classes,
+            in_channels=config.in_channels,
+            rngs=nnx.Rngs(0),
+            **{**metadata.model_kwargs, **config.model_kwargs},
+        )
     )
     _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(stats)}
-    target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target
-    )
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), target)
     variables, step, source = restore_model_variables(wd, which, target)
     nnx.update(model, variables["params"], variables["batch_stats"])
     model.eval()
     return TrainedRun(model, record, step, source, wd)
+
+
+def abstract_model(build: Callable[[], nnx.Module]) -> nnx.Module:
+    """The module ``build`` makes, without computing its random initial weights.
+
+    Parameters and BatchNorm statistics stay abstract (shapes only) until a checkpoint or
+    weight file fills every one of them; RNG keys and counters (dropout streams) are made
+    concrete. Building a network this way costs a trace, not an initialisation.
+    """
+    graphdef, weights, rest = nnx.split(nnx.eval_shape(build), WEIGHT_TYPES, ...)
+    return nnx.merge(graphdef, weights, jax.tree.map(_concrete, rest))
+
+
+def _concrete(x: jax.ShapeDtypeStruct) -> jax.Array:
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.split(jax.random.key(0), x.shape) if x.shape else jax.random.key(0)
+    return jnp.zeros(x.shape, x.dtype)
 
 
 class SkippedImages:
@@ -119,6 +141,44 @@ class SkippedImages:
     def paths(self, records: Any) -> list[str]:
         """The paths of the skipped files, in source order."""
         return [records[i].path for i in sorted(set(self.indices))]
+
+
+@dataclasses.dataclass(frozen=True)
+class FilePredictions:
+    """A run's class probabilities for image files, in file order (unreadable ones left out)."""
+
+    paths: list[str]
+    probabilities: np.ndarray  # [N, K]
+    labels: np.ndarray  # [N] class of the parent folder, -1 when it is none
+    patients: list[str]
+    unreadable: list[str]  # "path: problem", one per file left out
+
+
+def predict_files(
+    run: TrainedRun, files: ImageFiles, mesh: Mesh, *, batch_size: int | None = None
+) -> FilePredictions:
+    """Every readable file of ``files`` through ``run``'s predictor, read by the eval iterator.
+
+    ``batch_size``: global (default the run's eval batch size, at most the file count rounded
+    up to the mesh), so one image costs one small batch.
+    """
+    batch = batch_size or min(run.record.eval_batch_size, max(len(files), 1))
+    batch = -(-batch // mesh.size) * mesh.size
+    batches = SkippedImages(
+        make_eval_iterator(
+            files.source, run.record.eval_preprocess(), global_batch_size=batch, mesh=mesh
+        )
+    )
+    probs, index = run.predictor(mesh).predict(batches)
+    undecodable = batches.paths(files.source.records)
+    records = [files.source.records[i] for i in index]
+    return FilePredictions(
+        paths=[r.path for r in records],
+        probabilities=probs,
+        labels=files.labels[index],
+        patients=[r.patient for r in records],
+        unreadable=files.errors + [f"{p}: could not be decoded" for p in undecodable],
+    )
 
 
 def require_classification(run: TrainedRun, command: str) -> None:

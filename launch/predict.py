@@ -40,12 +40,21 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+import models
 from data_pipelines.device import normalize
+from data_pipelines.image_files import open_image_files
 from data_pipelines.integrity import BadImageError
 from data_pipelines.preprocess import PreprocessConfig, load_image
+from engine.inference import abstract_model, load_run, predict_files, require_classification
 from engine.mesh import make_mesh
+from engine.occlusion.study import run_study
+from engine.occlusion.sweep import OcclusionConfig
 from engine.predictor import Predictor
+from engine.reports import classification as report
+from launch.occlusion import add_method_flags, method_fields, print_fidelity
+from models.loading import load_flat_state
 from models.metadata import WeightMetadata
+from models.registry import load_pretrained
 
 HEATMAP_MAX_BATCH = 32  # occluded copies per forward pass of --heatmaps
 CSV_COLUMNS = ("path", "rank", "class_index", "class_name", "probability")
@@ -120,8 +129,6 @@ def classify(
 
 def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
     """One row per image and rank (``CSV_COLUMNS``), through ``engine.reports.classification.write_csv``."""
-    from engine.reports import classification as report
-
     rows = [
         dict(zip(CSV_COLUMNS, (p.path, rank, i, name, f"{prob:.6f}")))
         for p in predictions
@@ -143,15 +150,21 @@ def predict_pretrained(
     pretrained: str, images: Sequence[Path], *, top_k: int, arch: str | None = None
 ):
     """``--pretrained`` mode: the converted network with its own head and metadata."""
-    import models
-    from models.registry import load_pretrained
-
-    _, meta, path = load_pretrained(pretrained)
+    params, meta, path = load_pretrained(pretrained)
     if arch is not None and arch != meta.arch:
         raise models.WeightFileError(
             f"{path}: weights are for architecture {meta.arch!r}, not {arch!r}"
         )
-    model = models.create(meta.arch, pretrained=path)
+    # Built abstractly and filled from the file: no random initialisation to throw away.
+    model = abstract_model(
+        lambda: models.create(
+            meta.arch,
+            num_classes=meta.num_classes,
+            in_channels=meta.in_channels,
+            **meta.model_kwargs,
+        )
+    )
+    load_flat_state(model, params, source=str(path))  # every weight, or WeightMismatchError
     return classify(model, meta, images, top_k)
 
 
@@ -183,8 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where --heatmaps writes (default <workdir>/heatmaps); implies --heatmaps",
     )
-    from launch.occlusion import add_method_flags
-
     add_method_flags(p.add_argument_group("--heatmaps method (as launch.occlusion)"))
     p.add_argument("--arch", help="refuse weights for any other architecture (optional check)")
     p.add_argument(
@@ -205,8 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import models
-
     args = build_parser().parse_args(argv)
     if args.workdir is not None:
         if args.top_k is not None:
@@ -244,39 +253,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_workdir(args: argparse.Namespace) -> int:
     """``--workdir`` mode: the run's classes, probabilities, referral (and heatmaps) per image."""
-    from data_pipelines.naming import patient_of
-    from engine import inference
-    from engine.mesh import make_mesh
-    from engine.occlusion import sweep as occlusion
-    from engine.reports import classification as report
-    from engine.reports import heatmaps
-    from launch import image_inputs
-    from launch.occlusion import method_fields, run_with_fidelity
-
     try:
-        trained = inference.load_run(args.workdir)
-        inference.require_classification(trained, "launch.predict")
-        files = image_inputs.collect_files([str(p) for p in args.images])
+        trained = load_run(args.workdir)
+        require_classification(trained, "launch.predict")
+        files = open_image_files(args.images, trained.class_names)
+        config = OcclusionConfig(max_batch=HEATMAP_MAX_BATCH, **method_fields(args))
     except (FileNotFoundError, ValueError) as e:
         print(f"launch.predict: error: {e}", file=sys.stderr)
         return 1
     names = trained.class_names
-    cfg = trained.record.eval_preprocess()
-    loaded = image_inputs.load_files(files, cfg)
-    if loaded.paths:
+    unreadable = files.errors
+    if len(files):
         mesh = make_mesh()
-        predictor = trained.predictor(mesh)
-        apply_fn, state = predictor.apply_fn, predictor.variables
-        try:
-            config = occlusion.OcclusionConfig(max_batch=HEATMAP_MAX_BATCH, **method_fields(args))
-        except ValueError as e:
-            print(f"launch.predict: error: {e}", file=sys.stderr)
-            return 2
-        probs = predictor.probabilities(loaded.images, max_batch=config.max_batch)
-        labels = image_inputs.labels_from_folders(loaded.paths, names, strict=False)
-        patients = [patient_of(path) for path in loaded.paths]
-        rows = report.prediction_rows(loaded.paths, patients, labels, probs, names)
-        for row, p in zip(rows, probs):
+        found = predict_files(trained, files, mesh)
+        unreadable = found.unreadable
+        rows = report.prediction_rows(
+            found.paths, found.patients, found.labels, found.probabilities, names
+        )
+        for row, p in zip(rows, found.probabilities):
             referral = f", referral: {row['referral']}" if row["referral"] else ""
             print(
                 f"{row['path']}: {row['prediction']} ({100 * p.max():.1f}%){referral}  "
@@ -285,32 +279,15 @@ def predict_workdir(args: argparse.Namespace) -> int:
         if args.out is not None:
             report.write_csv(args.out, rows)
             print(f"wrote {args.out} ({len(rows)} images)")
-        if args.heatmaps or args.heatmaps_dir is not None:
+        if (args.heatmaps or args.heatmaps_dir is not None) and found.paths:
             out_dir = args.heatmaps_dir or Path(args.workdir) / "heatmaps"
-            result, _, method_info = run_with_fidelity(
-                occlusion,
-                apply_fn,
-                state,
-                loaded.images,
-                config=config,
-                mesh=mesh,
-                fidelity=not args.no_fidelity,
-            )
-            heatmaps.write_study(
-                out_dir,
-                result,
-                loaded.images,
-                loaded.paths,
-                names,
-                config,
-                labels=labels,
-                provenance={"workdir": str(args.workdir), **method_info},
-                geometry=(cfg.input_size, cfg.resize_size),
-            )
-            print(f"wrote heatmaps of {len(loaded.paths)} images to {out_dir}")
-    for line in loaded.errors:
+            study = run_study(trained, files, config, mesh, out_dir, fidelity=not args.no_fidelity)
+            if study.fidelity is not None:
+                print_fidelity(study.fidelity, study.seconds)
+            print(f"wrote heatmaps of {study.summary.images} images to {out_dir}")
+    for line in unreadable:
         print(f"launch.predict: error: {line}", file=sys.stderr)
-    return 1 if loaded.errors or not loaded.paths else 0
+    return 1 if unreadable or not len(files) else 0
 
 
 if __name__ == "__main__":
