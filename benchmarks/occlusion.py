@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from benchmarks.report import emit, machine
 
@@ -89,13 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _progress(label: str):
-    last = [0.0]
+    """A (done, total) callback drawing a tqdm bar of occluded forwards on stderr."""
+    bar: list[tqdm] = []
 
     def report(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 5 or done == total:
-            last[0] = now
-            print(f"[{label}] {done}/{total} occluded forwards", file=sys.stderr, flush=True)
+        if not bar:
+            bar.append(tqdm(total=total, desc=label, unit="forward", file=sys.stderr))
+        bar[0].update(done - bar[0].n)
+        if done >= total:
+            bar[0].close()
 
     return report
 
@@ -109,9 +112,7 @@ def _jax_model(args):
     from models.metadata import WeightMetadata
 
     model = models.create(args.model, num_classes=args.classes, in_channels=args.channels)
-    meta = WeightMetadata(
-        arch=args.model, mean=(MEAN,) * args.channels, std=(STD,) * args.channels
-    )
+    meta = WeightMetadata(arch=args.model, mean=(MEAN,) * args.channels, std=(STD,) * args.channels)
     predictor = Predictor(model, meta, make_mesh())
     return predictor.apply_fn, predictor.variables
 
