@@ -69,7 +69,7 @@ def _write_side_by_side(
     for box, color in boxes:
         if box is None or box[0] < 0:
             continue
-        y0, x0, y1, x1 = (int(round(float(v))) for v in box)
+        y0, x0, y1, x1 = (round(float(v)) for v in box)
         for offset in (0, w + 4):
             draw.rectangle(
                 (x0 + offset, y0, x1 + offset - 1, y1 - 1), outline=color, width=line_width

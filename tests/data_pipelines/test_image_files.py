@@ -25,9 +25,7 @@ def test_files_take_labels_from_folders_and_boxes_from_the_set(tmp_path):
     assert files.boxes_file == data / "boxes.json"
     boxes = read_boxes(data / "boxes.json")
     rel = [Path(p).relative_to(data).as_posix() for p in files.paths[:-1]]
-    assert files.lesion_boxes[:-1] == [
-        boxes[k] for k in rel
-    ]
+    assert files.lesion_boxes[:-1] == [boxes[k] for k in rel]
     for path, hw in zip(files.paths, files.original_hw, strict=True):
         with Image.open(path) as img:
             assert hw == (img.height, img.width)
