@@ -36,14 +36,31 @@ class Predictor:
         self, model: nnx.Module, metadata: WeightMetadata, mesh: Mesh, *, dtype: Any = jnp.float32
     ):
         model.eval()
-        self.graphdef, state = nnx.split(model)
+        graphdef, state = nnx.split(model)
+        self._setup(graphdef, (place_replicated_keys(state, mesh),), metadata, mesh, dtype)
+
+    @classmethod
+    def from_states(
+        cls,
+        graphdef: nnx.GraphDef,
+        states: tuple[Any, ...],
+        metadata: WeightMetadata,
+        mesh: Mesh,
+        *,
+        dtype: Any = jnp.float32,
+    ) -> Predictor:
+        """A predictor on a model kept split (the trainer's ``(params, frozen, batch_stats,
+        rest)``, already on the mesh); ``graphdef`` must be in eval mode."""
+        predictor = cls.__new__(cls)
+        predictor._setup(graphdef, tuple(states), metadata, mesh, dtype)
+        return predictor
+
+    def _setup(self, graphdef, variables, metadata, mesh, dtype) -> None:
+        self.graphdef, self.variables = graphdef, variables
         self.metadata, self.mesh, self.dtype = metadata, mesh, dtype
-        self.variables = (place_replicated_keys(state, mesh),)
         # Occlusion's ApplyFn: (variables, pixel images, uint8 or float 0-255) -> logits. One
         # object per predictor, so occlusion's compilation caches (keyed on it) are reused.
-        self.apply_fn = model_forward(
-            self.graphdef, metadata, output="logits", dtype=dtype, pixels=True
-        )
+        self.apply_fn = model_forward(graphdef, metadata, output="logits", dtype=dtype, pixels=True)
         self._forwards: dict[Any, Forward] = {}
 
     def forward(self, output: str | tuple[str, ...] = "probabilities") -> Forward:
@@ -55,15 +72,21 @@ class Predictor:
         return self._forwards[output]
 
     def predict(
-        self, batches: Iterable[dict[str, Any]], output: str | tuple[str, ...] = "probabilities"
+        self,
+        batches: Iterable[dict[str, Any]],
+        output: str | tuple[str, ...] = "probabilities",
+        *,
+        variables: tuple[Any, ...] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``output`` for every real example of eval ``batches`` -> (outputs [N, ...], index [N]).
 
         ``batches``: ``data_pipelines.pipeline.make_eval_iterator`` global batches (``image``
         uint8, or float taken as normalised; ``index``, ``mask``); padding is dropped and rows
         come back sorted by source index, each exactly once over devices and processes.
+        ``variables``: newer states of the same model (validation during training).
         """
-        return gather_outputs(self.forward(output), self.variables, batches)
+        states = self.variables if variables is None else variables
+        return gather_outputs(self.forward(output), states, batches)
 
     def probabilities(
         self, images: np.ndarray, *, max_batch: int = DEFAULT_MAX_BATCH

@@ -32,6 +32,12 @@ def test_iterator_host_images_and_occlusion_apply_agree_with_the_model():
         make_eval_iterator(source, cfg, global_batch_size=24, mesh=predictor.mesh)
     )
     assert index.tolist() == list(range(len(source)))  # each example once, in order
+    split = Predictor.from_states(predictor.graphdef, (), META, predictor.mesh)
+    again, _ = split.predict(  # the trainer's way: a split model, states passed per call
+        make_eval_iterator(source, cfg, global_batch_size=24, mesh=predictor.mesh),
+        variables=predictor.variables,
+    )
+    np.testing.assert_array_equal(again, probs)
     images = np.stack([load_image(source[i]["path"], cfg) for i in range(5)])
     direct = nnx.softmax(model(normalize(images, META.mean, META.std))[0], axis=-1)
     np.testing.assert_allclose(probs[:5], direct, atol=1e-5)
