@@ -32,10 +32,18 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+import models
 from benchmarks.report import emit, machine
+from engine.mesh import make_mesh
+from engine.occlusion import sweep as occlusion
+from engine.occlusion.sweep import OcclusionConfig, _fill_images, window_origins
+from engine.predictor import Predictor
+from models.metadata import WeightMetadata
 
 MEAN, STD = 0.5, 0.25  # the normalisation every method applies to the uint8 images
 BLACK_NORMALISED = (0.0 - MEAN) / STD  # a black (0) pixel after normalisation: MONAI's fill
@@ -106,11 +114,6 @@ def _progress(label: str):
 def _jax_model(args):
     """(apply_fn, variables) of the engine's one forward (``engine.predictor.Predictor``):
     uint8-range pixels normalised on the device with MEAN/STD."""
-    import models
-    from engine.mesh import make_mesh
-    from engine.predictor import Predictor
-    from models.metadata import WeightMetadata
-
     model = models.create(args.model, num_classes=args.classes, in_channels=args.channels)
     meta = WeightMetadata(arch=args.model, mean=(MEAN,) * args.channels, std=(STD,) * args.channels)
     predictor = Predictor(model, meta, make_mesh())
@@ -139,9 +142,6 @@ def engine_unit(
     args, apply_fn, state, images, windows: int
 ) -> Callable[[], tuple[float, int, float]]:
     """All N images in one occlusion_sensitivity call (both programs compiled by a warm-up)."""
-    from engine.mesh import make_mesh
-    from engine.occlusion import sweep as occlusion
-
     config = occlusion.OcclusionConfig(
         window=args.window,
         stride=args.stride,
@@ -177,11 +177,6 @@ def naive_unit(
     The box shows the engine's own ``--fill`` (``engine.occlusion.sweep._fill_images``), so both
     compute the same heatmap; the last call's drops are kept in ``unit.drops`` for tests.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from engine.occlusion.sweep import OcclusionConfig, _fill_images, window_origins
-
     config = OcclusionConfig(
         window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
     )
@@ -219,9 +214,6 @@ def ceiling_unit(
 ) -> Callable[[], tuple[float, int, float]]:
     """Plain softmax forwards in full ``--max_batch`` batches (the program the engine uses for
     its unoccluded pass), as many images as the engine's occluded copies: the same work."""
-    from engine.mesh import make_mesh
-    from engine.occlusion import sweep as occlusion
-
     config = occlusion.OcclusionConfig(
         window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
     )
@@ -322,7 +314,7 @@ TARGETS = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--families" in argv:  # per-family method comparison
-        from benchmarks import occlusion_methods
+        from benchmarks import occlusion_methods  # local: it imports this module
 
         return occlusion_methods.main(argv)
     args = build_parser().parse_args(argv)
@@ -333,8 +325,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         skip.add("monai")
-    from engine.occlusion.sweep import window_origins
-
     windows = len(window_origins(args.size, args.window, args.stride)) ** 2
     images = np.random.default_rng(0).integers(
         0, 256, (args.images, args.size, args.size, args.channels), dtype=np.uint8

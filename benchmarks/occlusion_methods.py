@@ -27,9 +27,16 @@ import sys
 import time
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
+import models
+from benchmarks.occlusion import _jax_model
 from benchmarks.report import emit, machine
+from engine.mesh import make_mesh
+from engine.occlusion import incremental
+from engine.occlusion import incremental_maps as occlusion_incremental
+from engine.occlusion import sweep as occlusion
 
 DEFAULT_FAMILIES = ("small_cnn", "resnet18", "resnet50", "inception_v3", "efficientnet_lite0")
 
@@ -43,15 +50,6 @@ def sub_grid(grid: tuple[int, int], count: int) -> np.ndarray:
 
 
 def measure_family(arch: str, args: argparse.Namespace) -> None:
-    import jax
-
-    import models
-    from benchmarks.occlusion import _jax_model
-    from engine.mesh import make_mesh
-    from engine.occlusion import incremental
-    from engine.occlusion import incremental_maps as occlusion_incremental
-    from engine.occlusion import sweep as occlusion
-
     size = args.size or models.metadata_for(arch).input_size
     model_args = argparse.Namespace(model=arch, classes=4, channels=3)
     apply_fn, state = _jax_model(model_args)

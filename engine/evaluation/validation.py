@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from engine.steps import Forward
 
@@ -19,8 +20,6 @@ from engine.steps import Forward
 def host_rows(x: jax.Array) -> np.ndarray:
     """Every row of a global batch array, on every process."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
 
