@@ -40,7 +40,7 @@ from tqdm import tqdm
 import models
 from benchmarks.report import emit, machine
 from engine.mesh import make_mesh
-from engine.occlusion import sweep as occlusion
+from engine.occlusion import sweep
 from engine.occlusion.sweep import OcclusionConfig, _fill_images, window_origins
 from engine.predictor import Predictor
 from models.metadata import WeightMetadata
@@ -142,21 +142,21 @@ def engine_unit(
     args, apply_fn, state, images, windows: int
 ) -> Callable[[], tuple[float, int, float]]:
     """All N images in one occlusion_sensitivity call (both programs compiled by a warm-up)."""
-    config = occlusion.OcclusionConfig(
+    config = sweep.OcclusionConfig(
         window=args.window,
         stride=args.stride,
         fill=args.fill,
         max_batch=args.max_batch,
-        method=args.method or occlusion.DEFAULT_METHOD,
+        method=args.method or sweep.DEFAULT_METHOD,
     )
     t = time.perf_counter()
-    occlusion.occlusion_sensitivity(apply_fn, state, images[:1], config=config)
-    occlusion.unoccluded_probabilities(apply_fn, state, images, config=config, mesh=make_mesh())
+    sweep.occlusion_sensitivity(apply_fn, state, images[:1], config=config)
+    sweep.unoccluded_probabilities(apply_fn, state, images, config=config, mesh=make_mesh())
     print(f"[engine] warm-up (compiles) {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
-        result = occlusion.occlusion_sensitivity(
+        result = sweep.occlusion_sensitivity(
             apply_fn, state, images, config=config, progress=_progress("engine")
         )
         seconds = time.perf_counter() - t
@@ -214,18 +214,18 @@ def ceiling_unit(
 ) -> Callable[[], tuple[float, int, float]]:
     """Plain softmax forwards in full ``--max_batch`` batches (the program the engine uses for
     its unoccluded pass), as many images as the engine's occluded copies: the same work."""
-    config = occlusion.OcclusionConfig(
+    config = sweep.OcclusionConfig(
         window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
     )
     mesh = make_mesh()
     copies = np.resize(images, (len(images) * windows, *images.shape[1:]))
-    occlusion.unoccluded_probabilities(
+    sweep.unoccluded_probabilities(
         apply_fn, state, copies[: args.max_batch], config=config, mesh=mesh
     )
 
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
-        occlusion.unoccluded_probabilities(apply_fn, state, copies, config=config, mesh=mesh)
+        sweep.unoccluded_probabilities(apply_fn, state, copies, config=config, mesh=mesh)
         return time.perf_counter() - t, len(copies), len(copies) / windows
 
     return unit
