@@ -6,15 +6,18 @@
 Loads the run's best checkpoint, prepares every image as in evaluation (the run's weight
 metadata), slides a ``--window`` box of ``--fill`` with ``--stride`` over each, and records
 the drop of the target class's probability (``--target=predicted`` or the folder ``label``).
-All images go through one batched, mesh-sharded computation in chunks of ``--max_batch``
-occluded copies. ``--method``: ``incremental`` (default; exact to float rounding) recomputes
-per window only the patch of each layer the box changes, from the unoccluded image's cached
-layer outputs (``engine.occlusion.incremental``); ``full`` runs every occluded copy through the whole
+The images are read a batch at a time through the data pipeline
+(``data_pipelines.image_files``), and each batch goes through one mesh-sharded computation
+in chunks of ``--max_batch`` occluded copies (``engine.occlusion.study.run_study``).
+``--method``: ``incremental`` (default; exact to float rounding) recomputes per window only
+the patch of each layer the box changes, from the unoccluded image's cached layer outputs
+(``engine.occlusion.incremental``); ``full`` runs every occluded copy through the whole
 network; ``approximate`` adds ``--tau`` (cap each layer's patch at that fraction of its map)
 and/or ``--drill_down`` (a coarse pass, then the full stride only around its top fraction of
 windows), and reports its fidelity against the exact map (peak-window agreement, SSIM; the
-exact map costs an extra incremental run, ``--no_fidelity`` skips it). Writes into ``--out``: ``heatmaps.npz``, ``overlays/*.png`` (original image |
-heat over the original, mapped back through the centre crop, longer side at most 1024 px;
+exact map costs an extra incremental run, ``--no_fidelity`` skips it). Writes into
+``--out``: ``heatmaps.npz``, ``overlays/*.png`` (original image | heat over the original,
+mapped back through the centre crop, longer side at most 1024 px;
 cyan = largest-drop window, green = lesion), ``index.html`` and ``summary.json``.
 With lesion boxes (``--boxes``, or a ``boxes.json`` above the images, as
 ``data_pipelines.synthetic.write_synthetic`` writes) it reports the fraction of images whose
