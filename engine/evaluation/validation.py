@@ -2,7 +2,8 @@
 
 These are the numbers that pick the "best" checkpoint (``TrainConfig.best_metric``) and
 draw the validation curves. The paper's full metrics with confidence intervals are
-``engine.evaluation.metrics`` / ``launch.evaluate``'s job, on the test split, after training.
+``engine.evaluation.metrics`` / ``engine.evaluation.evaluate``'s job, on the test split,
+after training.
 """
 
 from __future__ import annotations
