@@ -32,10 +32,18 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+import models
 from benchmarks.report import emit, machine
+from engine.mesh import make_mesh
+from engine.occlusion import sweep
+from engine.occlusion.sweep import OcclusionConfig, _fill_images, window_origins
+from engine.predictor import Predictor
 from engine.progress import counter
+from models.metadata import WeightMetadata
 
 MEAN, STD = 0.5, 0.25  # the normalisation every method applies to the uint8 images
 BLACK_NORMALISED = (0.0 - MEAN) / STD  # a black (0) pixel after normalisation: MONAI's fill
@@ -90,20 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _jax_model(args):
-    import jax.numpy as jnp
-
-    import models
-    from engine.occlusion import sweep as occlusion
-
+    """(apply_fn, variables) of the engine's one forward (``engine.predictor.Predictor``):
+    uint8-range pixels normalised on the device with MEAN/STD."""
     model = models.create(args.model, num_classes=args.classes, in_channels=args.channels)
-    model_apply, state = occlusion.nnx_apply_fn(model)
-    mean = jnp.full((args.channels,), MEAN, jnp.float32)
-    std = jnp.full((args.channels,), STD, jnp.float32)
-
-    def apply_fn(variables, pixels):  # uint8-range floats -> logits, normalised on device
-        return model_apply(variables, (pixels / 255.0 - mean) / std)
-
-    return apply_fn, state
+    meta = WeightMetadata(arch=args.model, mean=(MEAN,) * args.channels, std=(STD,) * args.channels)
+    predictor = Predictor(model, meta, make_mesh())
+    return predictor.apply_fn, predictor.variables
 
 
 @dataclasses.dataclass
@@ -128,24 +128,21 @@ def engine_unit(
     args, apply_fn, state, images, windows: int
 ) -> Callable[[], tuple[float, int, float]]:
     """All N images in one occlusion_sensitivity call (both programs compiled by a warm-up)."""
-    from engine.mesh import make_mesh
-    from engine.occlusion import sweep as occlusion
-
-    config = occlusion.OcclusionConfig(
+    config = sweep.OcclusionConfig(
         window=args.window,
         stride=args.stride,
         fill=args.fill,
         max_batch=args.max_batch,
-        method=args.method or occlusion.DEFAULT_METHOD,
+        method=args.method or sweep.DEFAULT_METHOD,
     )
     t = time.perf_counter()
-    occlusion.occlusion_sensitivity(apply_fn, state, images[:1], config=config)
-    occlusion.unoccluded_probabilities(apply_fn, state, images, config=config, mesh=make_mesh())
+    sweep.occlusion_sensitivity(apply_fn, state, images[:1], config=config)
+    sweep.unoccluded_probabilities(apply_fn, state, images, config=config, mesh=make_mesh())
     print(f"[engine] warm-up (compiles) {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
-        result = occlusion.occlusion_sensitivity(
+        result = sweep.occlusion_sensitivity(
             apply_fn, state, images, config=config, progress=counter("engine", "occluded forwards")
         )
         seconds = time.perf_counter() - t
@@ -166,11 +163,6 @@ def naive_unit(
     The box shows the engine's own ``--fill`` (``engine.occlusion.sweep._fill_images``), so both
     compute the same heatmap; the last call's drops are kept in ``unit.drops`` for tests.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from engine.occlusion.sweep import OcclusionConfig, _fill_images, window_origins
-
     config = OcclusionConfig(
         window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
     )
@@ -208,21 +200,18 @@ def ceiling_unit(
 ) -> Callable[[], tuple[float, int, float]]:
     """Plain softmax forwards in full ``--max_batch`` batches (the program the engine uses for
     its unoccluded pass), as many images as the engine's occluded copies: the same work."""
-    from engine.mesh import make_mesh
-    from engine.occlusion import sweep as occlusion
-
-    config = occlusion.OcclusionConfig(
+    config = sweep.OcclusionConfig(
         window=args.window, stride=args.stride, fill=args.fill, max_batch=args.max_batch
     )
     mesh = make_mesh()
     copies = np.resize(images, (len(images) * windows, *images.shape[1:]))
-    occlusion.unoccluded_probabilities(
+    sweep.unoccluded_probabilities(
         apply_fn, state, copies[: args.max_batch], config=config, mesh=mesh
     )
 
     def unit() -> tuple[float, int, float]:
         t = time.perf_counter()
-        occlusion.unoccluded_probabilities(apply_fn, state, copies, config=config, mesh=mesh)
+        sweep.unoccluded_probabilities(apply_fn, state, copies, config=config, mesh=mesh)
         return time.perf_counter() - t, len(copies), len(copies) / windows
 
     return unit
@@ -311,7 +300,7 @@ TARGETS = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--families" in argv:  # per-family method comparison
-        from benchmarks import occlusion_methods
+        from benchmarks import occlusion_methods  # local: it imports this module
 
         return occlusion_methods.main(argv)
     args = build_parser().parse_args(argv)
@@ -322,8 +311,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         skip.add("monai")
-    from engine.occlusion.sweep import window_origins
-
     windows = len(window_origins(args.size, args.window, args.stride)) ** 2
     images = np.random.default_rng(0).integers(
         0, 256, (args.images, args.size, args.size, args.channels), dtype=np.uint8

@@ -27,9 +27,15 @@ import sys
 import time
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
+import models
+from benchmarks.occlusion import _jax_model
 from benchmarks.report import emit, machine
+from engine.mesh import make_mesh
+from engine.occlusion import incremental, sweep
+from engine.occlusion import incremental_maps as occlusion_incremental
 
 DEFAULT_FAMILIES = ("small_cnn", "resnet18", "resnet50", "inception_v3", "efficientnet_lite0")
 
@@ -43,21 +49,12 @@ def sub_grid(grid: tuple[int, int], count: int) -> np.ndarray:
 
 
 def measure_family(arch: str, args: argparse.Namespace) -> None:
-    import jax
-
-    import models
-    from benchmarks.occlusion import _jax_model
-    from engine.mesh import make_mesh
-    from engine.occlusion import incremental
-    from engine.occlusion import incremental_maps as occlusion_incremental
-    from engine.occlusion import sweep as occlusion
-
     size = args.size or models.metadata_for(arch).input_size
     model_args = argparse.Namespace(model=arch, classes=4, channels=3)
     apply_fn, state = _jax_model(model_args)
     mesh = make_mesh(1)
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
-    ys = occlusion.window_origins(size, args.window, args.stride)
+    ys = sweep.window_origins(size, args.window, args.stride)
     grid = (len(ys), len(ys))
     pairs = (
         sub_grid(grid, args.sample_windows)
@@ -68,11 +65,11 @@ def measure_family(arch: str, args: argparse.Namespace) -> None:
     )
     base = {"window": args.window, "stride": args.stride, "max_batch": args.max_batch}
     configs = {
-        "full": occlusion.OcclusionConfig(**base, method="full"),
-        "incremental": occlusion.OcclusionConfig(**base, method="incremental"),
-        "approximate": occlusion.OcclusionConfig(**base, method="approximate", tau=args.tau),
+        "full": sweep.OcclusionConfig(**base, method="full"),
+        "incremental": sweep.OcclusionConfig(**base, method="incremental"),
+        "approximate": sweep.OcclusionConfig(**base, method="approximate", tau=args.tau),
     }
-    probs = occlusion.unoccluded_probabilities(
+    probs = sweep.unoccluded_probabilities(
         apply_fn, state, image, config=configs["full"], mesh=mesh
     )
     target = np.argmax(probs, axis=1).astype(np.int32)
@@ -84,7 +81,7 @@ def measure_family(arch: str, args: argparse.Namespace) -> None:
     trace_s = time.perf_counter() - t
 
     def full_unit():
-        _, program = occlusion._compiled(apply_fn, configs["full"], mesh)
+        _, program = sweep._compiled(apply_fn, configs["full"], mesh)
         chunk = args.max_batch
         out = []
         for start in range(0, len(pairs), chunk):

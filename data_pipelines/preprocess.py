@@ -18,6 +18,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -196,13 +197,72 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
-def _centre_crop_box(
-    width: int, height: int, cfg: PreprocessConfig
-) -> tuple[float, float, float, float]:
-    """The source-pixel box that ends up as the ``input_size`` centre crop."""
-    side = min(width, height) * cfg.input_size / cfg.resize_size
-    left, top = (width - side) / 2, (height - side) / 2
-    return (left, top, left + side, top + side)
+@dataclasses.dataclass(frozen=True)
+class CentreCrop:
+    """Where the evaluation centre crop lies in one original image, and the maps both ways.
+
+    Evaluation resizes the shorter side to ``resize_size`` and crops the centre
+    ``input_size`` square, so the model sees the centred square of ``side = min(h, w) *
+    input_size / resize_size`` original pixels. Boxes are ``(y0, x0, y1, x1)``, end-exclusive.
+    The one description of that geometry: :func:`load_image` crops with it, occlusion maps
+    lesion boxes into the model input with it, overlays map heat back onto the original.
+    """
+
+    original_hw: tuple[int, int]
+    input_size: int
+    resize_size: int
+
+    @classmethod
+    def of(cls, original_hw: tuple[int, int], cfg: PreprocessConfig) -> CentreCrop:
+        return cls((int(original_hw[0]), int(original_hw[1])), cfg.input_size, cfg.resize_size)
+
+    @property
+    def side(self) -> float:
+        """Original pixels across the crop."""
+        return min(self.original_hw) * self.input_size / self.resize_size
+
+    @property
+    def top(self) -> float:
+        return (self.original_hw[0] - self.side) / 2.0
+
+    @property
+    def left(self) -> float:
+        return (self.original_hw[1] - self.side) / 2.0
+
+    @property
+    def pixels_per_input(self) -> float:
+        """Original pixels per model-input pixel."""
+        return self.side / self.input_size
+
+    def pil_box(self) -> tuple[float, float, float, float]:
+        """``(left, top, right, bottom)``: the crop as PIL's ``resize(box=...)`` takes it."""
+        return (self.left, self.top, self.left + self.side, self.top + self.side)
+
+    def to_input(self, box: Sequence[float]) -> np.ndarray:
+        """An original-pixel box -> model-input pixels, clipped to the input;
+        ``[-1, -1, -1, -1]`` when nothing of the box is left inside the crop."""
+        y0, x0, y1, x1 = (float(v) for v in box)
+        scale = 1.0 / self.pixels_per_input
+        mapped = np.array(
+            [
+                (y0 - self.top) * scale,
+                (x0 - self.left) * scale,
+                (y1 - self.top) * scale,
+                (x1 - self.left) * scale,
+            ]
+        )
+        mapped = np.clip(mapped, 0.0, float(self.input_size))
+        if mapped[2] <= mapped[0] or mapped[3] <= mapped[1]:
+            return np.full(4, -1.0)
+        return mapped
+
+    def to_original(self, box: Sequence[float]) -> np.ndarray:
+        """A model-input box -> original pixels."""
+        y0, x0, y1, x1 = (float(v) for v in box)
+        k = self.pixels_per_input
+        return np.array(
+            [self.top + y0 * k, self.left + x0 * k, self.top + y1 * k, self.left + x1 * k]
+        )
 
 
 def _augment(img: Image.Image, cfg: PreprocessConfig, rng: np.random.Generator) -> np.ndarray:
@@ -269,7 +329,7 @@ def load_image(
             raise ValueError("load_image: cfg.augment is set but no rng was given")
         array = _augment(img, cfg, rng)
     else:
-        box = _centre_crop_box(*img.size, cfg)
+        box = CentreCrop.of((img.size[1], img.size[0]), cfg).pil_box()
         array = np.asarray(img.resize((cfg.input_size,) * 2, RESAMPLE[cfg.interpolation], box=box))
     if array.ndim == 2:
         array = array[:, :, None]

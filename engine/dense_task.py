@@ -164,13 +164,10 @@ class DenseTask:
         from models.loading import flat_state, load_flat_state
 
         source = load_run(config.init_from, "best")
-        if (
-            source.config["model"] != config.model
-            or source.config.get("in_channels") != config.in_channels
-        ):
+        if source.config.model != config.model or source.config.in_channels != config.in_channels:
             raise ValueError(
-                f"--init_from={config.init_from} holds {source.config['model']} on "
-                f"{source.config.get('in_channels')} z planes; this run is {config.model} on {config.in_channels}"
+                f"--init_from={config.init_from} holds {source.config.model} on "
+                f"{source.config.in_channels} z planes; this run is {config.model} on {config.in_channels}"
             )
         weights = flat_state(source.model)
         mapped = {k: v for k, v in weights.items() if not k.startswith("heads/")}

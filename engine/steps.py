@@ -19,6 +19,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from data_pipelines.device import normalize
 from engine.config import TrainConfig
 from engine.losses import correct_count, cross_entropy
 from engine.mesh import batch_sharding, replicated
@@ -48,9 +49,7 @@ def prepare_images(
     images: jax.Array, metadata: WeightMetadata, dtype: Any = jnp.float32
 ) -> jax.Array:
     """uint8 NHWC -> normalised ``dtype`` (float inputs are taken as already normalised)."""
-    if jnp.issubdtype(images.dtype, jnp.integer):
-        from data_pipelines.device import normalize  # the data layer owns pixel conventions
-
+    if jnp.issubdtype(images.dtype, jnp.integer):  # the data layer owns pixel conventions
         images = normalize(images, metadata.mean, metadata.std)
     return images.astype(dtype)
 
@@ -116,23 +115,25 @@ def jit_train_step(step: Callable, mesh: Mesh) -> Callable:
 Forward = Callable[[Any, jax.Array], jax.Array]
 
 
-def make_forward(
+def model_forward(
     graphdef: nnx.GraphDef,
     metadata: WeightMetadata,
-    mesh: Mesh,
     *,
     output: str | tuple[str, ...] = "probabilities",
     dtype: Any = jnp.float32,
     flip_average: bool = False,
+    pixels: bool = False,
 ) -> Forward:
-    """``forward(states, images)``: the model (eval mode) on a batch sharded over ``mesh``.
+    """``forward(states, images)`` before jit: the model (eval mode) on a batch.
 
     ``states`` is the tuple of state trees ``nnx.merge(graphdef, *states)`` expects.
     ``output``: ``"probabilities"`` (softmax, float32), ``"logits"`` (float32), an ``extras``
     name such as ``"pre_logits"`` (float32: the linear-probe features), or a tuple of
     ``extras`` names, each global-average-pooled when spatial, concatenated (multi-stage
     features). ``flip_average``: the mean of the outputs for the images and their mirror
-    images (horizontal-flip test-time augmentation).
+    images (horizontal-flip test-time augmentation). ``pixels``: float images are pixel
+    values (0-255) and are normalised like uint8 ones (occlusion fills its box in pixel
+    space); otherwise float images are taken as normalised already.
     """
 
     def once(model: nnx.Module, images: jax.Array) -> jax.Array:
@@ -151,14 +152,39 @@ def make_forward(
 
     def forward(states: Any, images: jax.Array) -> jax.Array:
         model = nnx.merge(graphdef, *states)
+        if pixels:
+            images = normalize(images, metadata.mean, metadata.std)
         images = prepare_images(images, metadata, dtype)
         out = once(model, images)
         if flip_average:
             out = (out + once(model, images[:, :, ::-1])) / 2
         return out
 
+    return forward
+
+
+def shard_forward(forward: Forward, mesh: Mesh) -> Forward:
+    """``forward(states, images)`` jitted the one way every forward runs: states replicated,
+    images and outputs sharded on the data axis."""
     return jax.jit(
         forward,
         in_shardings=(replicated(mesh), batch_sharding(mesh)),
         out_shardings=batch_sharding(mesh),
     )
+
+
+def make_forward(
+    graphdef: nnx.GraphDef,
+    metadata: WeightMetadata,
+    mesh: Mesh,
+    *,
+    output: str | tuple[str, ...] = "probabilities",
+    dtype: Any = jnp.float32,
+    flip_average: bool = False,
+    pixels: bool = False,
+) -> Forward:
+    """:func:`model_forward` sharded over ``mesh`` (:func:`shard_forward`)."""
+    forward = model_forward(
+        graphdef, metadata, output=output, dtype=dtype, flip_average=flip_average, pixels=pixels
+    )
+    return shard_forward(forward, mesh)

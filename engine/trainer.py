@@ -24,7 +24,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-import models
 from engine.checkpoints import RunCheckpoints
 from engine.config import TrainConfig
 from engine.evaluation.validation import classification_metrics, gather_outputs
@@ -46,10 +45,11 @@ from engine.optim import make_optimizer
 from engine.preemption import StopRequest
 from engine.progress import ProgressBar
 from engine.resume import check_resumable
+from engine.run_data import RunData, open_run_data
 from engine.run_log import RunLog
 from engine.state import build_model, init_train_state, resolve_pretrained
 from engine.steps import compute_dtype, make_forward, make_train_step
-from engine.tasks import dense_task, restrict_classes
+from engine.tasks import dense_task
 from engine.workdir import Workdir
 from engine.workdir_lock import WorkdirLock
 from models.metadata import WeightMetadata
@@ -68,68 +68,6 @@ class RunSummary:
     resumed_from: int | None
     best_step: int | None
     validation: list[dict[str, Any]]
-
-
-@dataclasses.dataclass
-class RunData:
-    train: Any  # data_pipelines ImageSource
-    val: Any | None
-    class_names: tuple[str, ...]
-    metadata: WeightMetadata
-    train_cfg: Any  # data_pipelines PreprocessConfig
-    eval_cfg: Any
-
-
-def open_run_data(config: TrainConfig, metadata: WeightMetadata | None = None) -> RunData:
-    """Training/validation sources and the preprocessing the model's weights ask for.
-
-    ``metadata``: the run's own (from its config.json, on resume), so the pretrained file is
-    not read again; None reads it from ``config.pretrained`` (or the model's defaults).
-    """
-    from data_pipelines.layout import DatasetLayoutError
-    from data_pipelines.sources import open_dataset
-
-    common = {
-        "data_dir": config.data_dir,
-        "val_fraction": config.val_fraction,
-        "seed": config.seed,
-        "drop_leaked": config.drop_leaked,
-        "on_bad_image": config.on_bad_image,
-    }
-    train = open_dataset(
-        config.dataset, split="train", max_per_class=config.max_per_class, **common
-    )
-    try:
-        val = open_dataset(config.dataset, split="val", **common)
-    except DatasetLayoutError as err:
-        if config.val_fraction > 0:
-            raise
-        log.warning("no validation split (%s): no best checkpoint will be chosen", err)
-        val = None
-    if config.classes is not None:
-        train = restrict_classes(train, config.classes)
-        val = None if val is None else restrict_classes(val, config.classes)
-    if metadata is not None:
-        return _run_data(config, train, val, metadata)
-    metadata = models.metadata_for(
-        config.model,
-        config.pretrained,
-        num_classes=len(train.class_names),
-        in_channels=config.in_channels,
-    )
-    if config.input_size is not None:
-        metadata = metadata.replace(input_size=config.input_size)
-    return _run_data(config, train, val, metadata.replace(class_names=train.class_names))
-
-
-def _run_data(config: TrainConfig, train: Any, val: Any, metadata: WeightMetadata) -> RunData:
-    from data_pipelines.preprocess import PreprocessConfig
-
-    train_cfg = PreprocessConfig.from_metadata(
-        metadata, channels=config.in_channels, augment=config.augment
-    )
-    eval_cfg = PreprocessConfig.from_metadata(metadata, channels=config.in_channels, augment=False)
-    return RunData(train, val, train.class_names, metadata, train_cfg, eval_cfg)
 
 
 def plan_steps(config: TrainConfig, examples: int, mesh: Mesh) -> tuple[int, int, int]:
@@ -193,9 +131,9 @@ def init_from_run(model: Any, config: TrainConfig, class_names: tuple[str, ...])
     from flax import nnx
 
     source = load_run(config.init_from, "best")
-    if source.config["model"] != config.model or source.class_names != tuple(class_names):
+    if source.config.model != config.model or source.class_names != tuple(class_names):
         raise ValueError(
-            f"--init_from={config.init_from} holds {source.config['model']} for classes {source.class_names}; "
+            f"--init_from={config.init_from} holds {source.config.model} for classes {source.class_names}; "
             f"this run is {config.model} for {tuple(class_names)}"
         )
     nnx.update(model, nnx.state(source.model, nnx.Any(nnx.Param, nnx.BatchStat)))

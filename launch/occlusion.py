@@ -6,15 +6,18 @@
 Loads the run's best checkpoint, prepares every image as in evaluation (the run's weight
 metadata), slides a ``--window`` box of ``--fill`` with ``--stride`` over each, and records
 the drop of the target class's probability (``--target=predicted`` or the folder ``label``).
-All images go through one batched, mesh-sharded computation in chunks of ``--max_batch``
-occluded copies. ``--method``: ``incremental`` (default; exact to float rounding) recomputes
-per window only the patch of each layer the box changes, from the unoccluded image's cached
-layer outputs (``engine.occlusion.incremental``); ``full`` runs every occluded copy through the whole
+The images are read a batch at a time through the data pipeline
+(``data_pipelines.image_files``), and each batch goes through one mesh-sharded computation
+in chunks of ``--max_batch`` occluded copies (``engine.occlusion.study.run_study``).
+``--method``: ``incremental`` (default; exact to float rounding) recomputes per window only
+the patch of each layer the box changes, from the unoccluded image's cached layer outputs
+(``engine.occlusion.incremental``); ``full`` runs every occluded copy through the whole
 network; ``approximate`` adds ``--tau`` (cap each layer's patch at that fraction of its map)
 and/or ``--drill_down`` (a coarse pass, then the full stride only around its top fraction of
 windows), and reports its fidelity against the exact map (peak-window agreement, SSIM; the
-exact map costs an extra incremental run, ``--no_fidelity`` skips it). Writes into ``--out``: ``heatmaps.npz``, ``overlays/*.png`` (original image |
-heat over the original, mapped back through the centre crop, longer side at most 1024 px;
+exact map costs an extra incremental run, ``--no_fidelity`` skips it). Writes into
+``--out``: ``heatmaps.npz``, ``overlays/*.png`` (original image | heat over the original,
+mapped back through the centre crop, longer side at most 1024 px;
 cyan = largest-drop window, green = lesion), ``index.html`` and ``summary.json``.
 With lesion boxes (``--boxes``, or a ``boxes.json`` above the images, as
 ``data_pipelines.synthetic.write_synthetic`` writes) it reports the fraction of images whose
@@ -29,10 +32,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
+
+from data_pipelines.image_files import open_image_files
+from engine.inference import load_run, require_classification
+from engine.mesh import make_mesh
+from engine.occlusion.study import run_study
+from engine.occlusion.sweep import (
+    APPROXIMATE_DRILL_DOWN,
+    APPROXIMATE_TAU,
+    DEFAULT_METHOD,
+    METHODS,
+    OcclusionConfig,
+)
 from launch import runtime
 
 
@@ -101,13 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_method_flags(p: argparse.ArgumentParser) -> None:
     """``--method``, ``--tau``, ``--drill_down`` (shared with ``launch.predict --heatmaps``)."""
-    from engine.occlusion.sweep import (
-        APPROXIMATE_DRILL_DOWN,
-        APPROXIMATE_TAU,
-        DEFAULT_METHOD,
-        METHODS,
-    )
-
     p.add_argument(
         "--method",
         default=DEFAULT_METHOD,
@@ -153,99 +161,37 @@ def method_fields(args: argparse.Namespace) -> dict:
     }
 
 
-def run_with_fidelity(occlusion, apply_fn, state, images, *, config, mesh, fidelity=True, **kwargs):
-    """``occlusion_sensitivity``; for an approximate config (unless ``fidelity`` is False) also
-    the exact map and the approximation's fidelity (printed, and returned for the summary)."""
-    from engine.occlusion import fidelity as heatmap_fidelity
-
-    start = time.perf_counter()
-    result = occlusion.occlusion_sensitivity(
-        apply_fn, state, images, config=config, mesh=mesh, **kwargs
+def print_fidelity(scores: dict, seconds: float) -> None:
+    """The approximate method's fidelity to the exact map, in one line."""
+    print(
+        f"approximate vs exact ({scores['images']} images): peak window agrees on "
+        f"{100 * scores['peak_agreement']:.1f}% (overlaps on "
+        f"{100 * scores['peak_overlap']:.1f}%), SSIM mean {scores['ssim_mean']:.3f} "
+        f"(min {scores['ssim_min']:.3f}); approximate {seconds:.1f} s, exact "
+        f"{scores['exact_seconds']:.1f} s",
+        flush=True,
     )
-    seconds = time.perf_counter() - start
-    extra: dict = {"method": config.method, "seconds": round(seconds, 2)}
-    if config.method == "approximate" and fidelity:
-        kwargs.pop("progress", None)
-        start = time.perf_counter()
-        exact = occlusion.occlusion_sensitivity(
-            apply_fn, state, images, config=config.exact(), mesh=mesh, **kwargs
-        )
-        scores = heatmap_fidelity.compare(result, exact)
-        scores["exact_seconds"] = round(time.perf_counter() - start, 2)
-        extra["fidelity"] = scores
-        print(
-            f"approximate vs exact ({scores['images']} images): peak window agrees on "
-            f"{100 * scores['peak_agreement']:.1f}% (overlaps on "
-            f"{100 * scores['peak_overlap']:.1f}%), SSIM mean {scores['ssim_mean']:.3f} "
-            f"(min {scores['ssim_min']:.3f}); approximate {seconds:.1f} s, exact "
-            f"{scores['exact_seconds']:.1f} s",
-            flush=True,
-        )
-    return result, seconds, extra
-
-
-def _progress(label: str, every_s: float = 10.0):
-    state = {"last": 0.0, "start": time.perf_counter()}
-
-    def report(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - state["last"] >= every_s or done == total:
-            state["last"] = now
-            print(f"{label}: {done}/{total} ({now - state['start']:.0f} s)", flush=True)
-
-    return report
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from data_pipelines.preprocess import PreprocessConfig
-    from engine import inference
-    from engine.mesh import make_mesh
-    from engine.occlusion import sweep as occlusion
-    from engine.reports import heatmaps
-    from launch import image_inputs
-
-    trained = inference.load_run(args.workdir, which=args.which)
-    inference.require_classification(trained, "launch.occlusion")
-    meta = trained.metadata
-    cfg = PreprocessConfig.from_metadata(
-        meta, channels=trained.config.get("in_channels", meta.in_channels)
+    trained = load_run(args.workdir, which=args.which)
+    require_classification(trained, "launch.occlusion")
+    files = open_image_files(
+        args.images,
+        trained.class_names,
+        boxes_file=args.boxes,
+        strict_labels=args.target == "label",
     )
-    files = image_inputs.collect_files(args.images)
+    cfg = trained.record.eval_preprocess()
     print(
-        f"{len(files)} image files; model {trained.config['model']} step {trained.step} "
-        f"({trained.checkpoint}), input {cfg.input_size} px",
+        f"{len(files) + len(files.errors)} image files; model {trained.config.model} step "
+        f"{trained.step} ({trained.checkpoint}), input {cfg.input_size} px",
         flush=True,
     )
-    loaded = image_inputs.load_files(files, cfg)
-    for line in loaded.errors:
-        print(f"launch.occlusion: error: {line}", file=sys.stderr)
-    if not loaded.paths:
-        print("launch.occlusion: error: no readable images", file=sys.stderr)
-        return 1
-    class_names = trained.class_names
-    labels = image_inputs.labels_from_folders(
-        loaded.paths, class_names, strict=args.target == "label"
-    )
-    boxes_file = args.boxes or image_inputs.find_boxes_file(loaded.paths)
-    boxes = None
-    if boxes_file is not None:
-        original = image_inputs.lesion_boxes(loaded.paths, boxes_file)
-        boxes = np.stack(
-            [
-                occlusion.box_in_model_input(b, hw, cfg.input_size, cfg.resize_size)
-                if b
-                else np.full(4, -1.0)
-                for b, hw in zip(original, loaded.original_hw)
-            ]
-        )
-        print(
-            f"lesion boxes from {boxes_file}: {int((boxes[:, 0] >= 0).sum())} images with a lesion",
-            flush=True,
-        )
-
-    config = occlusion.OcclusionConfig(
+    if files.boxes_file is not None:
+        with_lesion = sum(box is not None for box in files.lesion_boxes)
+        print(f"lesion boxes from {files.boxes_file}: {with_lesion} images with a lesion")
+    config = OcclusionConfig(
         window=args.window,
         stride=args.stride,
         fill=args.fill,
@@ -253,57 +199,39 @@ def run(args: argparse.Namespace) -> int:
         blur_sigma=args.blur_sigma,
         **method_fields(args),
     )
-    apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
     mesh = make_mesh(args.devices)
-    result, seconds, method_info = run_with_fidelity(
-        occlusion,
-        apply_fn,
-        state,
-        loaded.images,
-        config=config,
-        mesh=mesh,
-        targets=labels if args.target == "label" else None,
-        progress=_progress("occluded forwards"),
+    if len(files) == 0:
+        for line in files.errors:
+            print(f"launch.occlusion: error: {line}", file=sys.stderr)
+        print("launch.occlusion: error: no readable images", file=sys.stderr)
+        return 1
+    study = run_study(
+        trained,
+        files,
+        config,
+        mesh,
+        args.out,
+        target=args.target,
+        overlays=not args.no_overlays,
         fidelity=not args.no_fidelity,
     )
-    provenance = {
-        "workdir": str(args.workdir),
-        "model": trained.config["model"],
-        "step": trained.step,
-        "checkpoint": trained.checkpoint,
-        "target": args.target,
-        "devices": mesh.size,
-        "seconds": round(seconds, 2),
-        "unreadable": loaded.errors,
-        **method_info,
-    }
-    summary = heatmaps.write_study(
-        args.out,
-        result,
-        loaded.images,
-        loaded.paths,
-        class_names,
-        config,
-        labels=labels,
-        lesion_boxes=boxes,
-        provenance=provenance,
-        overlays=not args.no_overlays,
-        progress=_progress("overlays"),
-        geometry=(cfg.input_size, cfg.resize_size),
-    )
+    for line in study.unreadable:
+        print(f"launch.occlusion: error: {line}", file=sys.stderr)
+    if study.fidelity is not None:
+        print_fidelity(study.fidelity, study.seconds)
+    summary = study.summary
     print(
-        f"{len(loaded.paths)} heatmaps ({summary['windows_per_image']} windows each) in {seconds:.1f} s "
-        f"on {mesh.size} device(s) -> {args.out}"
+        f"{summary.images} heatmaps ({summary.windows_per_image} windows each) in "
+        f"{study.seconds:.1f} s on {mesh.size} device(s) -> {args.out}"
     )
-    check = summary.get("lesion_check")
-    if check and check["images_with_lesion"]:
-        overlap, centre = check["overlap"], check["centre"]
+    check = summary.lesion_check
+    if check is not None and check.images_with_lesion:
         print(
-            f"lesion check: largest-drop window on the lesion in {overlap['hits']}/"
-            f"{check['images_with_lesion']} images ({100 * overlap['fraction']:.1f}%; centred on it: "
-            f"{100 * centre['fraction']:.1f}%; paper 94.7%)"
+            f"lesion check: largest-drop window on the lesion in {check.overlap.hits}/"
+            f"{check.images_with_lesion} images ({100 * check.overlap.fraction:.1f}%; centred "
+            f"on it: {100 * check.centre.fraction:.1f}%; paper 94.7%)"
         )
-    return 1 if loaded.errors else 0
+    return 1 if study.unreadable else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,8 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     runtime.setup_from_args(args)
-    import jax
-
     if jax.process_count() > 1:  # every process would load, occlude and write every image
         print(
             f"launch.occlusion: error: runs in one process only ({jax.process_count()} were "

@@ -30,94 +30,27 @@ the exact map is printed unless ``--no_fidelity``). Every class's probability is
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
+import models
+from data_pipelines.image_files import open_image_files
+from engine.inference import load_run, predict_files, require_classification
+from engine.mesh import make_mesh
+from engine.occlusion.study import run_study
+from engine.occlusion.sweep import OcclusionConfig
+from engine.pretrained import Prediction, classify, load_weights_file_model
+from engine.reports import classification as report
+from launch.occlusion import add_method_flags, method_fields, print_fidelity
 
-BATCH_SIZE = 8  # images per forward pass; the last batch is zero-padded (one compilation)
+HEATMAP_MAX_BATCH = 32  # occluded copies per forward pass of --heatmaps
 CSV_COLUMNS = ("path", "rank", "class_index", "class_name", "probability")
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """Top-k classes of one image, most probable first."""
-
-    path: str
-    class_indices: tuple[int, ...]
-    class_names: tuple[str, ...]
-    probabilities: tuple[float, ...]
-
-
-class ImageReadError(ValueError):
-    """An input that is not a readable image; the message names the file."""
-
-
-def prepare_image(path: Path, meta) -> np.ndarray:
-    """One image file -> float32 HWC array prepared as ``meta`` (a WeightMetadata) says.
-
-    The same per-example ops as training and evaluation (``data_pipelines.preprocess``), then
-    the normalisation that ``data_pipelines.device.normalize`` applies on device.
-    """
-    from data_pipelines.integrity import BadImageError
-    from data_pipelines.preprocess import PreprocessConfig, load_image
-
-    try:
-        x = load_image(Path(path), PreprocessConfig.from_metadata(meta))
-    except BadImageError as e:
-        raise ImageReadError(f"{path}: not a readable image ({e.problem})") from e
-    x = x.astype(np.float32) / 255.0
-    return (x - np.asarray(meta.mean, np.float32)) / np.asarray(meta.std, np.float32)
-
-
-def _top_k(probs: np.ndarray, k: int, names: Sequence[str], path: str) -> Prediction:
-    order = np.argsort(-probs, kind="stable")[:k]
-    return Prediction(
-        path=path,
-        class_indices=tuple(int(i) for i in order),
-        class_names=tuple(names[i] if names else str(int(i)) for i in order),
-        probabilities=tuple(float(probs[i]) for i in order),
-    )
-
-
-def classify(model, meta, images: Sequence[Path], top_k: int) -> tuple[list[Prediction], list[str]]:
-    """Run ``model`` (an NNX classifier) over ``images``; returns predictions and error lines."""
-    import jax
-    from flax import nnx
-
-    model.eval()
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def probabilities(state, x):
-        logits, _ = nnx.merge(graphdef, state)(x)
-        return jax.nn.softmax(logits.astype(np.float32), axis=-1)
-
-    loaded, errors = [], []
-    for path in images:
-        try:
-            loaded.append((str(path), prepare_image(Path(path), meta)))
-        except ImageReadError as e:
-            errors.append(str(e))
-    k = max(1, min(top_k, meta.num_classes))
-    predictions = []
-    for start in range(0, len(loaded), BATCH_SIZE):
-        chunk = loaded[start : start + BATCH_SIZE]
-        batch = np.zeros((BATCH_SIZE, *chunk[0][1].shape), np.float32)
-        batch[: len(chunk)] = np.stack([x for _, x in chunk])
-        probs = np.asarray(probabilities(state, batch))
-        predictions += [_top_k(p, k, meta.class_names, path) for (path, _), p in zip(chunk, probs)]
-        print(f"classified {start + len(chunk)}/{len(loaded)} images", file=sys.stderr, flush=True)
-    return predictions, errors
 
 
 def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
     """One row per image and rank (``CSV_COLUMNS``), through ``engine.reports.classification.write_csv``."""
-    from engine.reports import classification as report
-
     rows = [
         dict(zip(CSV_COLUMNS, (p.path, rank, i, name, f"{prob:.6f}")))
         for p in predictions
@@ -137,17 +70,9 @@ def format_prediction(p: Prediction) -> str:
 
 def predict_pretrained(
     pretrained: str, images: Sequence[Path], *, top_k: int, arch: str | None = None
-):
+) -> tuple[list[Prediction], list[str]]:
     """``--pretrained`` mode: the converted network with its own head and metadata."""
-    import models
-    from models.registry import load_pretrained
-
-    _, meta, path = load_pretrained(pretrained)
-    if arch is not None and arch != meta.arch:
-        raise models.WeightFileError(
-            f"{path}: weights are for architecture {meta.arch!r}, not {arch!r}"
-        )
-    model = models.create(meta.arch, pretrained=path)
+    model, meta = load_weights_file_model(pretrained, arch=arch)
     return classify(model, meta, images, top_k)
 
 
@@ -179,8 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where --heatmaps writes (default <workdir>/heatmaps); implies --heatmaps",
     )
-    from launch.occlusion import add_method_flags
-
     add_method_flags(p.add_argument_group("--heatmaps method (as launch.occlusion)"))
     p.add_argument("--arch", help="refuse weights for any other architecture (optional check)")
     p.add_argument(
@@ -201,8 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import models
-
     args = build_parser().parse_args(argv)
     if args.workdir is not None:
         if args.top_k is not None:
@@ -240,43 +161,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_workdir(args: argparse.Namespace) -> int:
     """``--workdir`` mode: the run's classes, probabilities, referral (and heatmaps) per image."""
-    from data_pipelines.naming import patient_of
-    from data_pipelines.preprocess import PreprocessConfig
-    from engine import inference
-    from engine.mesh import make_mesh
-    from engine.occlusion import sweep as occlusion
-    from engine.reports import classification as report
-    from engine.reports import heatmaps
-    from launch import image_inputs
-    from launch.occlusion import method_fields, run_with_fidelity
-
     try:
-        trained = inference.load_run(args.workdir)
-        inference.require_classification(trained, "launch.predict")
-        files = image_inputs.collect_files([str(p) for p in args.images])
+        trained = load_run(args.workdir)
+        require_classification(trained, "launch.predict")
+        files = open_image_files(args.images, trained.class_names)
+        config = OcclusionConfig(max_batch=HEATMAP_MAX_BATCH, **method_fields(args))
     except (FileNotFoundError, ValueError) as e:
         print(f"launch.predict: error: {e}", file=sys.stderr)
         return 1
-    meta, names = trained.metadata, trained.class_names
-    cfg = PreprocessConfig.from_metadata(
-        meta, channels=trained.config.get("in_channels", meta.in_channels)
-    )
-    loaded = image_inputs.load_files(files, cfg)
-    if loaded.paths:
-        apply_fn, state = occlusion.normalized_apply_fn(trained.model, meta.mean, meta.std)
-        try:
-            config = occlusion.OcclusionConfig(max_batch=BATCH_SIZE * 4, **method_fields(args))
-        except ValueError as e:
-            print(f"launch.predict: error: {e}", file=sys.stderr)
-            return 2
+    names = trained.class_names
+    unreadable = files.errors
+    if len(files):
         mesh = make_mesh()
-        probs = occlusion.unoccluded_probabilities(
-            apply_fn, state, loaded.images, config=config, mesh=mesh
+        found = predict_files(trained, files, mesh)
+        unreadable = found.unreadable
+        rows = report.prediction_rows(
+            found.paths, found.patients, found.labels, found.probabilities, names
         )
-        labels = image_inputs.labels_from_folders(loaded.paths, names, strict=False)
-        patients = [patient_of(path) for path in loaded.paths]
-        rows = report.prediction_rows(loaded.paths, patients, labels, probs, names)
-        for row, p in zip(rows, probs):
+        for row, p in zip(rows, found.probabilities):
             referral = f", referral: {row['referral']}" if row["referral"] else ""
             print(
                 f"{row['path']}: {row['prediction']} ({100 * p.max():.1f}%){referral}  "
@@ -285,32 +187,15 @@ def predict_workdir(args: argparse.Namespace) -> int:
         if args.out is not None:
             report.write_csv(args.out, rows)
             print(f"wrote {args.out} ({len(rows)} images)")
-        if args.heatmaps or args.heatmaps_dir is not None:
+        if (args.heatmaps or args.heatmaps_dir is not None) and found.paths:
             out_dir = args.heatmaps_dir or Path(args.workdir) / "heatmaps"
-            result, _, method_info = run_with_fidelity(
-                occlusion,
-                apply_fn,
-                state,
-                loaded.images,
-                config=config,
-                mesh=mesh,
-                fidelity=not args.no_fidelity,
-            )
-            heatmaps.write_study(
-                out_dir,
-                result,
-                loaded.images,
-                loaded.paths,
-                names,
-                config,
-                labels=labels,
-                provenance={"workdir": str(args.workdir), **method_info},
-                geometry=(cfg.input_size, cfg.resize_size),
-            )
-            print(f"wrote heatmaps of {len(loaded.paths)} images to {out_dir}")
-    for line in loaded.errors:
+            study = run_study(trained, files, config, mesh, out_dir, fidelity=not args.no_fidelity)
+            if study.fidelity is not None:
+                print_fidelity(study.fidelity, study.seconds)
+            print(f"wrote heatmaps of {study.summary.images} images to {out_dir}")
+    for line in unreadable:
         print(f"launch.predict: error: {line}", file=sys.stderr)
-    return 1 if loaded.errors or not loaded.paths else 0
+    return 1 if unreadable or not len(files) else 0
 
 
 if __name__ == "__main__":

@@ -72,14 +72,13 @@ def missing_data_message(config: TrainConfig) -> str | None:
 
 
 def write_report(config, args: argparse.Namespace) -> dict[str, Any]:
-    """The paper's metrics on ``config.final_split`` with the best checkpoint (launch.evaluate)."""
-    from launch import evaluate
+    """The paper's metrics on ``config.final_split`` with the best checkpoint (as launch.evaluate)."""
+    from engine.evaluation.evaluate import EvalData, evaluate_run
+    from engine.inference import load_run
+    from engine.mesh import make_mesh
 
-    eval_args = evaluate.build_parser().parse_args(
-        [f"--workdir={config.workdir}", f"--split={config.final_split}"]
-        + ([f"--devices={args.devices}"] if args.devices else [])
-    )
-    return evaluate.evaluate_run(eval_args)
+    run = load_run(config.workdir, which="best")
+    return evaluate_run(run, EvalData(split=config.final_split), make_mesh(args.devices))
 
 
 def print_summary(summary, config, elapsed: float, report: dict[str, Any] | None = None) -> None:

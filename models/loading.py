@@ -60,10 +60,10 @@ def load_flat_state(
         for k in weights
         if k in model_vars
         and not _under(k, skip)
-        and tuple(np.shape(weights[k])) != tuple(model_vars[k][...].shape)
+        and tuple(np.shape(weights[k])) != tuple(model_vars[k].get_value().shape)
     }
     shape_bad = sorted(
-        f"{k}: file {tuple(np.shape(weights[k]))} vs model {tuple(model_vars[k][...].shape)}"
+        f"{k}: file {tuple(np.shape(weights[k]))} vs model {tuple(model_vars[k].get_value().shape)}"
         for k in bad_keys
     )
     skipped = sorted(k for k in model_vars if _under(k, skip))
@@ -85,7 +85,8 @@ def load_flat_state(
     loaded = []
     for key, var in model_vars.items():
         if key in weights and not _under(key, skip) and key not in bad_keys:
-            var[...] = jnp.asarray(weights[key], dtype=var[...].dtype)
+            # set_value, not var[...] =: the module may be abstract (nnx.eval_shape)
+            var.set_value(jnp.asarray(weights[key], dtype=var.get_value().dtype))
             loaded.append(key)
     nnx.update(module, state)
     return loaded

@@ -1,7 +1,7 @@
-"""``launch.evaluate`` for an In Silico Labeling run: pixel-wise Pearson r per label, with CIs.
+"""The evaluation of an In Silico Labeling run: pixel-wise Pearson r per label, with CIs.
 
 Restores the run's checkpoint, predicts every well of the split by tiling it
-(``engine.dense_task.predict_wells``), and writes into ``--out`` (default
+(``engine.dense_task.predict_wells``), and writes into ``out`` (default
 ``<workdir>/eval/<split>``):
 
 - ``report.json``: ``metrics`` with ``pearson/<label>`` (pixel-wise r over the valid pixels of
@@ -22,52 +22,53 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
 from PIL import Image
 
-from engine.config import TrainConfig, field_names
 from engine.dense_task import model_geometry, open_source, predict_wells
 from engine.evaluation.pixel_metrics import pearson_by_label, well_sums
+from engine.evaluation.request import EvalData
+from engine.inference import TrainedRun
 from engine.reports import charts
 from engine.reports.pages import ChartImage, chart_file_name, render
 from engine.reports.writers import write_json, write_text
+from engine.state import place_replicated_keys
+from engine.steps import make_forward
+from engine.workdir import library_versions
 
 log = logging.getLogger(__name__)
 
 PANEL_WELLS = 3  # wells shown as image panels in report.html
 
 
-def run_config(config: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig part of a run's config.json (what the data and weights added dropped)."""
-    known = set(field_names())
-    return TrainConfig.from_dict({k: v for k, v in config.items() if k in known})
-
-
-def evaluate_isl(args: Any, trained: Any) -> dict[str, Path]:
-    """Evaluate ``trained`` (an ``engine.inference.TrainedRun`` of a task=isl run); see module doc."""
-    from flax import nnx
-
-    from engine.mesh import make_mesh
-    from engine.state import place_replicated_keys
-    from engine.steps import make_forward
-    from engine.workdir import library_versions
-
-    config = run_config(trained.config)
-    held_out = args.split == "test"
+def evaluate_isl(
+    trained: TrainedRun,
+    data: EvalData,
+    mesh: Mesh,
+    *,
+    out: Path,
+    batch_size: int | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Evaluate ``trained`` (a task=isl run) on ``data``; see the module docstring."""
+    config = trained.config
+    held_out = data.split == "test"
     source = open_source(
-        args.dataset or config.dataset,
-        args.data_dir if args.data_dir is not None else config.data_dir,
-        split=args.split,
+        data.dataset or config.dataset,
+        data.data_dir if data.data_dir is not None else config.data_dir,
+        split=data.split,
         labels=trained.class_names,
         z_planes=config.in_channels,
         val_fraction=0.0 if held_out else config.val_fraction,
         seed=config.seed,
-        max_wells=config.max_wells if args.split == "train" else None,
+        max_wells=config.max_wells if data.split == "train" else None,
     )
-    mesh = make_mesh(args.devices)
     geometry = model_geometry(config, len(trained.class_names))
-    batch = args.batch_size or config.eval_batch_size or config.batch_size
+    batch = batch_size or config.eval_batch_size or config.batch_size
     print(
-        f"evaluating isl step {trained.step} ({trained.checkpoint}) on {source.name}/{args.split}: "
+        f"evaluating isl step {trained.step} ({trained.checkpoint}) on {source.name}/{data.split}: "
         f"{len(source)} wells, tiles {geometry.eval_in} -> {geometry.eval_out} px, {mesh.size} device(s)",
         flush=True,
     )
@@ -81,11 +82,11 @@ def evaluate_isl(args: Any, trained: Any) -> dict[str, Path]:
         for i, p in enumerate(predictions)
     ]
     table = pearson_by_label(
-        sums, source.well_ids(), source.labels, n_resamples=args.bootstrap, seed=args.seed
+        sums, source.well_ids(), source.labels, n_resamples=bootstrap, seed=seed
     )
     versions = library_versions()
     provenance = {
-        "workdir": str(args.workdir),
+        "workdir": str(trained.workdir.root),
         "task": "isl",
         "model": config.model,
         "model_kwargs": config.model_kwargs,
@@ -93,7 +94,7 @@ def evaluate_isl(args: Any, trained: Any) -> dict[str, Path]:
         "checkpoint": trained.checkpoint,
         "step": trained.step,
         "dataset": source.name,
-        "split": args.split,
+        "split": data.split,
         "labels": list(source.labels),
         "wells": source.well_ids(),
         "z_planes": config.in_channels,
@@ -112,13 +113,12 @@ def evaluate_isl(args: Any, trained: Any) -> dict[str, Path]:
         "per_label": table,
         "bootstrap": {
             "unit": "well",
-            "resamples": args.bootstrap,
-            "seed": args.seed,
+            "resamples": bootstrap,
+            "seed": seed,
             "level": 0.95,
         },
         "provenance": provenance,
     }
-    out = args.out or Path(args.workdir) / "eval" / args.split
     paths = {"json": write_json(out / "report.json", document)}
     paths["html"] = write_html(out, document, source, predictions)
     for label, row in table.items():

@@ -28,9 +28,9 @@ from engine.config import TrainConfig
 from engine.evaluation import metrics
 from engine.evaluation.validation import gather_outputs
 from engine.probe_fit import cross_validate
+from engine.run_data import open_run_data
 from engine.state import build_model, place_replicated_keys, resolve_pretrained
 from engine.steps import make_forward
-from engine.trainer import open_run_data
 
 FEATURE_SETS = ("pre_logits", "multi_stage")
 HEADLINE = ("balanced_accuracy", "accuracy", "weighted_error", "urgent_referral/auc")

@@ -2,7 +2,8 @@
 
 These are the numbers that pick the "best" checkpoint (``TrainConfig.best_metric``) and
 draw the validation curves. The paper's full metrics with confidence intervals are
-``engine.evaluation.metrics`` / ``launch.evaluate``'s job, on the test split, after training.
+``engine.evaluation.metrics`` / ``engine.evaluation.evaluate``'s job, on the test split,
+after training.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from engine.steps import Forward
 
@@ -19,8 +21,6 @@ from engine.steps import Forward
 def host_rows(x: jax.Array) -> np.ndarray:
     """Every row of a global batch array, on every process."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
 

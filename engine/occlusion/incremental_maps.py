@@ -25,8 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from engine.mesh import batch_sharding
+from engine.mesh import replicated as replicated_sharding
 from engine.occlusion import incremental
-from engine.occlusion.sweep import ApplyFn, OcclusionConfig, _fill_images
+from engine.occlusion.sweep import ApplyFn, OcclusionConfig, _fill_images, window_origins
 
 ProgressFn = Callable[[int, int], None]
 
@@ -65,10 +67,6 @@ def _compiled(
     tau: float | None,
 ):
     """The jitted chunk program: (variables, image, iy[B], ix[B], target) -> target probs[B]."""
-    from engine.mesh import batch_sharding
-    from engine.mesh import replicated as replicated_sharding
-    from engine.occlusion.sweep import window_origins
-
     model = _traced(apply_fn, key, image_shape)
     h, w = image_shape[:2]
     ys = incremental.window_axis(window_origins(h, config.window, config.stride), config.window, h)

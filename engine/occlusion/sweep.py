@@ -32,13 +32,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
+
+from engine.mesh import batch_sharding, make_mesh
+from engine.mesh import replicated as replicated_sharding
+from engine.predictor import host_batched
+from engine.steps import shard_forward
 
 FILLS = ("zero", "mean", "blur")
 # full: every occluded copy through the whole network; incremental: only the patch each
@@ -178,29 +183,6 @@ def lesion_hits(result: OcclusionResult, boxes: np.ndarray, rule: str = "overlap
     return on & (boxes[:, 0] >= 0)
 
 
-def box_in_model_input(
-    box: Sequence[float], original_hw: tuple[int, int], input_size: int, resize_size: int
-) -> np.ndarray:
-    """A (y0, x0, y1, x1) box in original pixels -> model-input pixels, clipped to the input.
-
-    Follows the evaluation preprocessing (``data_pipelines.preprocess.load_image``): the
-    shorter side is resized to ``resize_size``, then the centre ``input_size`` square is
-    cropped. Returns ``[-1, -1, -1, -1]`` when nothing of the box is left inside the crop.
-    """
-    h, w = original_hw
-    side = min(h, w) * input_size / resize_size  # source pixels that become the crop
-    top, left = (h - side) / 2.0, (w - side) / 2.0
-    scale = input_size / side
-    y0, x0, y1, x1 = (float(v) for v in box)
-    mapped = np.array(
-        [(y0 - top) * scale, (x0 - left) * scale, (y1 - top) * scale, (x1 - left) * scale]
-    )
-    mapped = np.clip(mapped, 0.0, float(input_size))
-    if mapped[2] <= mapped[0] or mapped[3] <= mapped[1]:
-        return np.full(4, -1.0)
-    return mapped
-
-
 def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     """``[size, size]`` row-normalised Gaussian weights: ``A @ v`` blurs v, edges not darkened."""
     d = np.arange(size)[:, None] - np.arange(size)[None, :]
@@ -240,16 +222,17 @@ def _logits(apply_fn: ApplyFn, variables: Any, images: jax.Array) -> jax.Array:
 
 @functools.lru_cache(maxsize=16)
 def _compiled(apply_fn: ApplyFn, config: OcclusionConfig, mesh: Mesh):
-    """The two jitted programs for one (model, occluder, mesh): plain softmax and chunk drops."""
-    from engine.mesh import batch_sharding
-    from engine.mesh import replicated as replicated_sharding
+    """The two jitted programs for one (model, occluder, mesh): plain softmax and chunk drops.
 
+    The softmax is the engine's one sharded forward (``engine.steps.shard_forward``).
+    """
     replicated, batch = replicated_sharding(mesh), batch_sharding(mesh)
 
-    @functools.partial(jax.jit, in_shardings=(replicated, batch), out_shardings=batch)
-    def softmax(variables, images):
+    def probabilities(variables, images):
         logits = _logits(apply_fn, variables, images.astype(jnp.float32))
         return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+    softmax = shard_forward(probabilities, mesh)
 
     @functools.partial(
         jax.jit,
@@ -269,40 +252,20 @@ def _compiled(apply_fn: ApplyFn, config: OcclusionConfig, mesh: Mesh):
     return softmax, occluded_target_probs
 
 
-def _default_mesh() -> Mesh:
-    from engine.mesh import make_mesh
-
-    return make_mesh()
-
-
 def unoccluded_probabilities(
     apply_fn: ApplyFn, variables: Any, images: np.ndarray, *, config: OcclusionConfig, mesh: Mesh
 ) -> np.ndarray:
-    """``[N, K]`` softmax of the plain images, batched by ``max_batch`` over the mesh.
-
-    Fewer than ``max_batch`` images run as one batch padded to a power-of-two multiple of the
-    device count (few distinct shapes to compile, little padding: one image costs one forward).
-    """
+    """``[N, K]`` softmax of the plain images, batched by ``max_batch`` over the mesh
+    (``engine.predictor.host_batched``: one image costs one forward)."""
     softmax, _ = _compiled(apply_fn, config, mesh)
     variables = _place_replicated(variables, mesh)
-    full = _round_to_devices(config.max_batch, mesh.size)
-    per_device = -(-len(images) // mesh.size)
-    step = min(full, mesh.size * (1 << max(per_device - 1, 0).bit_length()))
-    out = []
-    for start in range(0, len(images), step):
-        chunk = images[start : start + step]
-        padded = np.zeros((step, *images.shape[1:]), images.dtype)
-        padded[: len(chunk)] = chunk
-        out.append(np.asarray(softmax(variables, padded))[: len(chunk)])
-    return np.concatenate(out)
+    return host_batched(softmax, variables, images, max_batch=config.max_batch, mesh=mesh)
 
 
 def _place_replicated(variables: Any, mesh: Mesh) -> Any:
     """Put the model variables on every device once (no-op when already there), so that each
     chunk's call does not copy them again."""
-    from engine.mesh import replicated
-
-    return jax.device_put(variables, replicated(mesh))
+    return jax.device_put(variables, replicated_sharding(mesh))
 
 
 def _round_to_devices(n: int, devices: int) -> int:
@@ -330,7 +293,7 @@ def occlusion_sensitivity(
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
-    mesh = mesh if mesh is not None else _default_mesh()
+    mesh = mesh if mesh is not None else make_mesh()
     variables = _place_replicated(variables, mesh)
     n, h, w, _ = images.shape
     ys, xs = (
@@ -443,6 +406,7 @@ def _incremental_occluded(
 ) -> np.ndarray:
     """``[N, gy, gx]`` occluded target probabilities by incremental inference; with
     drill-down, the coarse grid first, then the full grid around its largest drops."""
+    # Local import: incremental_maps builds on this module's OcclusionConfig and fills.
     from engine.occlusion import incremental_maps as inc
 
     tau, fraction = config.approximation
@@ -475,38 +439,3 @@ def _incremental_occluded(
     for i in range(n):
         maps[i][fine_pairs[i][:, 0], fine_pairs[i][:, 1]] = fine[i]
     return np.stack(maps)
-
-
-def nnx_apply_fn(model: Any) -> tuple[ApplyFn, Any]:
-    """``(apply_fn, state)`` for an NNX classifier, put in eval mode (BatchNorm running stats).
-
-    The graph is split once; the returned function merges it inside the jit, so the
-    parameters travel as arguments (replicated on the mesh), not as baked-in constants.
-    """
-    from flax import nnx
-
-    model.eval()
-    graphdef, state = nnx.split(model)
-
-    def apply(state: Any, images: jax.Array) -> jax.Array:
-        return _logits(lambda s, x: nnx.merge(graphdef, s)(x), state, images)
-
-    return apply, state
-
-
-def normalized_apply_fn(
-    model: Any, mean: Sequence[float], std: Sequence[float]
-) -> tuple[ApplyFn, Any]:
-    """Like :func:`nnx_apply_fn`, taking uint8-range pixels and normalising them on device.
-
-    Occlusion then fills in pixel space (``zero`` = black), as the paper's blank box.
-    """
-    from data_pipelines.device import normalize
-
-    model_apply, state = nnx_apply_fn(model)
-    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-
-    def apply(state: Any, pixels: jax.Array) -> jax.Array:
-        return model_apply(state, normalize(pixels, mean, std))
-
-    return apply, state

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from data_pipelines.preprocess import CentreCrop
 from engine.reports.pages import render
 
 # Perceptually ordered "inferno"-like ramp: black -> purple -> orange -> pale yellow.
@@ -114,20 +115,6 @@ def overlay_png(
 MAX_OVERLAY_SIDE = 1024  # originals larger than this (longer side) are downscaled for the PNG
 
 
-def crop_in_original(
-    original_hw: tuple[int, int], input_size: int, resize_size: int
-) -> tuple[float, float, float]:
-    """(top, left, side) of the square of original pixels that became the model input.
-
-    The evaluation preprocessing (``data_pipelines.preprocess``): shorter side resized to
-    ``resize_size``, centre ``input_size`` crop, so the square is ``min(h, w) * input_size /
-    resize_size`` original pixels wide, centred.
-    """
-    h, w = original_hw
-    side = min(h, w) * input_size / resize_size
-    return (h - side) / 2.0, (w - side) / 2.0, side
-
-
 def overlay_on_original_png(
     path: str | Path,
     original: np.ndarray,
@@ -153,8 +140,8 @@ def overlay_on_original_png(
         size = (max(1, round(w * f)), max(1, round(h * f)))
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
     dh, dw = rgb.shape[:2]
-    top, left, side = crop_in_original((h, w), input_size, resize_size)
-    per_input_px = side / input_size  # original pixels per model-input pixel
+    crop = CentreCrop((h, w), input_size, resize_size)
+    top, left, per_input_px = crop.top, crop.left, crop.pixels_per_input
     # model-input pixel under each display pixel's centre (nearest), -1 outside the crop
     iy = np.floor(((np.arange(dh) + 0.5) / f - top) / per_input_px).astype(int)
     ix = np.floor(((np.arange(dw) + 0.5) / f - left) / per_input_px).astype(int)
@@ -168,18 +155,7 @@ def overlay_on_original_png(
     def to_display(box):
         if box is None or box[0] < 0:
             return None
-        y0, x0, y1, x1 = (float(v) for v in box)
-        return (
-            np.array(
-                [
-                    top + y0 * per_input_px,
-                    left + x0 * per_input_px,
-                    top + y1 * per_input_px,
-                    left + x1 * per_input_px,
-                ]
-            )
-            * f
-        )
+        return crop.to_original(box) * f
 
     boxes = [(to_display(lesion_box), LESION_COLOR), (to_display(peak_box), PEAK_COLOR)]
     return _write_side_by_side(path, rgb, blend, boxes, max(1, round(max(dh, dw) / 256)))

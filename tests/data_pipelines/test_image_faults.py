@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_pipelines.image_files import open_image_files
 from data_pipelines.integrity import BadImageError, header_size, image_file_problem
+from data_pipelines.pipeline import make_eval_iterator
 from data_pipelines.preprocess import PreprocessConfig, decode, load_image
 from data_pipelines.sources import open_dataset
-from launch.image_inputs import load_files
 from tests.sample_images import bomb_jpeg, bomb_png
 
 CFG = PreprocessConfig(input_size=8, crop_fraction=1.0, interpolation="nearest", channels=3)
@@ -74,12 +75,15 @@ def test_dataset_with_a_bomb_names_it_or_skips_it(tmp_path):
     assert len(kept) == 8 and str(bomb) not in {r.path for r in kept.records}
 
 
-def test_command_line_images_keep_the_good_ones_and_name_the_bomb(tmp_path, bomb):
+def test_command_line_images_keep_the_good_ones_and_name_the_bomb(tmp_path, bomb, mesh8):
     good = tmp_path / "good.png"
     Image.new("RGB", (20, 20), (10, 20, 30)).save(good)
-    loaded = load_files([good, bomb], CFG, progress_every=0)
-    assert loaded.paths == [str(good)] and loaded.images.shape == (1, 8, 8, 3)
-    assert len(loaded.errors) == 1 and loaded.errors[0].startswith(f"{bomb}: ")
+    files = open_image_files([good, bomb], ["a"])
+    assert files.paths == [str(good)] and files.original_hw == [(20, 20)]
+    assert len(files.errors) == 1 and files.errors[0].startswith(f"{bomb}: ")
+    (batch,) = make_eval_iterator(files.source, CFG, global_batch_size=8, mesh=mesh8)
+    mask = np.asarray(batch["mask"])
+    assert mask.sum() == 1 and np.asarray(batch["image"])[mask].shape == (1, 8, 8, 3)
 
 
 def _encoded(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

@@ -141,7 +141,7 @@ def test_isl_run_resumes_transfers_to_a_new_label_and_reports(tmp_path, capsys):
     args = evaluate.build_parser().parse_args(
         [f"--workdir={tmp_path / 'run_a'}", "--bootstrap=50", "--devices=8"]
     )
-    paths = evaluate.evaluate_run(args)
+    paths = evaluate.run(args)
     report = json.loads(paths["json"].read_text())
     assert set(report["metrics"]) == {f"pearson/{x}" for x in config["class_names"]}
     assert report["provenance"]["wells"] and report["bootstrap"]["unit"] == "well"

@@ -7,9 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from data_pipelines.preprocess import CentreCrop
 from engine.mesh import make_mesh
-from engine.occlusion import sweep as occlusion
+from engine.occlusion import sweep
 from engine.occlusion.sweep import OcclusionConfig
+from engine.predictor import Predictor
+from models.metadata import WeightMetadata
 
 
 def constant_model(variables, x):
@@ -72,17 +75,17 @@ def random_images():
 
 
 def test_window_origins_count_matches_the_paper_cost_table():
-    assert len(occlusion.window_origins(299, 20, 4)) ** 2 == 4900
-    assert len(occlusion.window_origins(299, 20, 10)) ** 2 == 784
-    assert len(occlusion.window_origins(299, 20, 1)) ** 2 == 78400
+    assert len(sweep.window_origins(299, 20, 4)) ** 2 == 4900
+    assert len(sweep.window_origins(299, 20, 10)) ** 2 == 784
+    assert len(sweep.window_origins(299, 20, 1)) ** 2 == 78400
     with pytest.raises(ValueError, match="larger than"):
-        occlusion.window_origins(10, 20, 4)
+        sweep.window_origins(10, 20, 4)
 
 
-@pytest.mark.parametrize("fill", occlusion.FILLS)
+@pytest.mark.parametrize("fill", sweep.FILLS)
 def test_constant_model_gives_zero_map(fill, random_images):
     cfg = OcclusionConfig(window=6, stride=3, fill=fill, max_batch=32)
-    result = occlusion.occlusion_sensitivity(constant_model, None, random_images, config=cfg)
+    result = sweep.occlusion_sensitivity(constant_model, None, random_images, config=cfg)
     assert result.drops.shape == (3, 4, 5)
     np.testing.assert_array_equal(result.drops, 0.0)
     np.testing.assert_array_equal(result.targets, 1)
@@ -92,7 +95,7 @@ def test_constant_model_gives_zero_map(fill, random_images):
 def test_fill_that_changes_nothing_gives_zero_map(fill):
     """On a flat image, the mean and the blur equal the image: occluding it changes nothing."""
     flat = np.full((2, 16, 16, 1), 0.7, np.float32)
-    result = occlusion.occlusion_sensitivity(
+    result = sweep.occlusion_sensitivity(
         tiny_cnn,
         tiny_cnn_params(channels=1),
         flat,
@@ -107,7 +110,7 @@ def test_planted_patch_gives_largest_drop_exactly_there_and_nowhere_else():
     images[:, y0 : y0 + side, x0 : x0 + side] = 1.0
     images[1] += 0.3  # a brighter background must not matter: the model ignores it
     cfg = OcclusionConfig(window=side, stride=2, fill="zero", max_batch=40)
-    result = occlusion.occlusion_sensitivity(
+    result = sweep.occlusion_sensitivity(
         planted_patch_model, {"scale": jnp.float32(8.0)}, images, config=cfg
     )
     np.testing.assert_array_equal(result.targets, 1)
@@ -127,14 +130,14 @@ def test_planted_patch_gives_largest_drop_exactly_there_and_nowhere_else():
         iy, ix = np.unravel_index(np.argmax(pixel_map), pixel_map.shape)
         assert y0 <= iy < y0 + side and x0 <= ix < x0 + side
     boxes = np.array([[y0, x0, y0 + side, x0 + side], [0, 0, 4, 4]])
-    assert occlusion.lesion_hits(result, boxes, "centre").tolist() == [True, False]
-    assert occlusion.lesion_hits(result, boxes, "overlap").tolist() == [True, False]
+    assert sweep.lesion_hits(result, boxes, "centre").tolist() == [True, False]
+    assert sweep.lesion_hits(result, boxes, "overlap").tolist() == [True, False]
 
 
 def test_identical_to_naive_loop_over_single_occluded_images(random_images):
     params = tiny_cnn_params()
     cfg = OcclusionConfig(window=5, stride=3, fill="zero", max_batch=24)
-    batched = occlusion.occlusion_sensitivity(tiny_cnn, params, random_images, config=cfg)
+    batched = sweep.occlusion_sensitivity(tiny_cnn, params, random_images, config=cfg)
     reference = naive_loop(tiny_cnn, params, random_images, window=5, stride=3)
     assert np.abs(reference).max() > 1e-3  # the model does react to occlusion
     np.testing.assert_allclose(batched.drops, reference, atol=2e-6)
@@ -147,7 +150,7 @@ def test_independent_of_chunk_size_and_device_count(random_images):
     for max_batch, devices in [(8, 8), (24, 8), (1000, 8), (7, 1), (64, 1)]:
         cfg = OcclusionConfig(window=4, stride=2, fill="blur", max_batch=max_batch)
         results.append(
-            occlusion.occlusion_sensitivity(
+            sweep.occlusion_sensitivity(
                 tiny_cnn, params, random_images, config=cfg, mesh=make_mesh(devices)
             ).drops
         )
@@ -159,7 +162,7 @@ def test_label_targets_and_progress(random_images):
     params = tiny_cnn_params(seed=2)
     seen = []
     labels = np.array([2, 0, 1])
-    result = occlusion.occlusion_sensitivity(
+    result = sweep.occlusion_sensitivity(
         tiny_cnn,
         params,
         random_images,
@@ -170,7 +173,7 @@ def test_label_targets_and_progress(random_images):
     np.testing.assert_array_equal(result.targets, labels)
     assert seen[-1] == (3 * 3 * 3, 27) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     with pytest.raises(ValueError, match="class indices"):
-        occlusion.occlusion_sensitivity(
+        sweep.occlusion_sensitivity(
             tiny_cnn,
             params,
             random_images,
@@ -180,7 +183,7 @@ def test_label_targets_and_progress(random_images):
 
 
 def test_pixel_map_averages_covering_windows():
-    result = occlusion.OcclusionResult(
+    result = sweep.OcclusionResult(
         probabilities=np.zeros((1, 2)),
         targets=np.zeros(1, np.int32),
         drops=np.array([[[1.0, 3.0]]]),
@@ -198,7 +201,7 @@ def test_pixel_map_averages_covering_windows():
 
 
 def test_pixel_map_fills_gaps_when_stride_exceeds_window():
-    result = occlusion.OcclusionResult(
+    result = sweep.OcclusionResult(
         probabilities=np.zeros((1, 2)),
         targets=np.zeros(1, np.int32),
         drops=np.array([[[1.0, 5.0]]]),
@@ -226,11 +229,9 @@ def test_box_mapping_follows_the_evaluation_preprocessing():
     cfg = PreprocessConfig(input_size=48, crop_fraction=0.8, channels=1, interpolation="nearest")
     prepared = load_image(image, cfg)[..., 0]
     ys, xs = np.nonzero(prepared > 127)
-    mapped = occlusion.box_in_model_input(
-        (30, 90, 70, 150), (120, 200), cfg.input_size, cfg.resize_size
-    )
+    mapped = CentreCrop.of((120, 200), cfg).to_input((30, 90, 70, 150))
     np.testing.assert_allclose(mapped, [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], atol=1.0)
-    assert occlusion.box_in_model_input((0, 0, 5, 5), (120, 200), 48, 60).tolist() == [
+    assert CentreCrop((120, 200), 48, 60).to_input((0, 0, 5, 5)).tolist() == [
         -1,
         -1,
         -1,
@@ -276,8 +277,9 @@ def test_small_network_trained_on_synthetic_lesions_points_at_them():
         batch = rng.choice(len(train_x), 32, replace=False)
         step(model, optimizer, train_x[batch].astype(np.float32), train_y[batch])
 
-    apply_fn, state = occlusion.normalized_apply_fn(model, (0.5,), (0.25,))
-    result = occlusion.occlusion_sensitivity(
+    predictor = Predictor(model, WeightMetadata(arch="test", mean=(0.5,), std=(0.25,)), make_mesh())
+    apply_fn, state = predictor.apply_fn, predictor.variables
+    result = sweep.occlusion_sensitivity(
         apply_fn,
         state,
         test_x,
@@ -287,7 +289,7 @@ def test_small_network_trained_on_synthetic_lesions_points_at_them():
     assert np.mean(np.argmax(result.probabilities, axis=1) == test_y) >= 0.9  # it learned the task
     boxes = np.stack(
         [
-            occlusion.box_in_model_input(r.lesion_box, (128, 160), 64, cfg.resize_size)
+            CentreCrop((128, 160), 64, cfg.resize_size).to_input(r.lesion_box)
             if r.lesion_box
             else np.full(4, -1.0)
             for r in records
@@ -295,5 +297,5 @@ def test_small_network_trained_on_synthetic_lesions_points_at_them():
     )
     with_lesion = boxes[:, 0] >= 0
     assert with_lesion.sum() == 18  # CNV, DME and DRUSEN images; NORMAL has none
-    hits = occlusion.lesion_hits(result, boxes, "overlap")[with_lesion]
+    hits = sweep.lesion_hits(result, boxes, "overlap")[with_lesion]
     assert hits.mean() >= 0.85, f"largest drop on the lesion in only {hits.mean():.0%} of images"

@@ -16,15 +16,18 @@ from flax import nnx
 
 import models
 from engine.mesh import make_mesh
-from engine.occlusion import incremental
-from engine.occlusion import sweep as occlusion
+from engine.occlusion import incremental, sweep
+from engine.predictor import Predictor
+from models.metadata import WeightMetadata
 
 TOLERANCE = 1e-5
+_PIXELS = WeightMetadata(arch="test", mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
 def _scaled_apply(arch: str, size: int, **kwargs):
     model = models.create(arch, num_classes=4, in_channels=3, rngs=nnx.Rngs(0), **kwargs)
-    apply, state = occlusion.normalized_apply_fn(model, (0.5,) * 3, (0.25,) * 3)
+    predictor = Predictor(model, _PIXELS, make_mesh(1))
+    apply, state = predictor.apply_fn, predictor.variables
     probe = np.random.default_rng(1).integers(0, 256, (2, size, size, 3)).astype(np.float32)
     spread = float(np.std(np.asarray(jax.jit(apply)(state, probe)))) + 1e-12
 
@@ -44,12 +47,10 @@ def _compare(arch, size, window, stride, fill="zero", mesh_devices=1, **model_kw
     mesh = make_mesh(mesh_devices)
     got = {}
     for method in ("full", "incremental"):
-        config = occlusion.OcclusionConfig(
+        config = sweep.OcclusionConfig(
             window=window, stride=stride, fill=fill, max_batch=64, method=method
         )
-        got[method] = occlusion.occlusion_sensitivity(
-            apply, state, images, config=config, mesh=mesh
-        )
+        got[method] = sweep.occlusion_sensitivity(apply, state, images, config=config, mesh=mesh)
     full, inc = got["full"], got["incremental"]
     assert full.ys[-1] + window == size, "the grid must touch the bottom/right border"
     assert np.all(full.probabilities.max(axis=1) < 0.99), "softmax saturated: test is vacuous"
@@ -102,9 +103,10 @@ def test_efficientnet_lite0_exact():
 def test_every_layer_before_pooling_is_incremental(arch, size):
     """No primitive falls back to the full tensor, and the FLOP bound is above 1."""
     model = models.create(arch, num_classes=4, in_channels=3, rngs=nnx.Rngs(0))
-    apply, state = occlusion.normalized_apply_fn(model, (0.5,) * 3, (0.25,) * 3)
+    predictor = Predictor(model, _PIXELS, make_mesh(1))
+    apply, state = predictor.apply_fn, predictor.variables
     traced = incremental.IncrementalModel.trace(apply, state, (size, size, 3))
-    origins = occlusion.window_origins(size, 12, 4)
+    origins = sweep.window_origins(size, 12, 4)
     stats = incremental.flop_bound(traced, state, origins, origins, 12)
     assert stats.fallbacks == {}
     assert stats.flop_bound > 1.1
@@ -126,19 +128,19 @@ def test_approximate_is_close_and_reports_itself():
     apply, state = _scaled_apply("small_cnn", 48)
     images = _images(48)
     mesh = make_mesh(1)
-    exact = occlusion.occlusion_sensitivity(
+    exact = sweep.occlusion_sensitivity(
         apply,
         state,
         images,
         mesh=mesh,
-        config=occlusion.OcclusionConfig(window=12, stride=4, max_batch=64),
+        config=sweep.OcclusionConfig(window=12, stride=4, max_batch=64),
     )
-    approx = occlusion.occlusion_sensitivity(
+    approx = sweep.occlusion_sensitivity(
         apply,
         state,
         images,
         mesh=mesh,
-        config=occlusion.OcclusionConfig(
+        config=sweep.OcclusionConfig(
             window=12, stride=4, max_batch=64, method="approximate", tau=0.6, drill_down=0.3
         ),
     )
@@ -153,12 +155,12 @@ def test_approximate_is_close_and_reports_itself():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="method"):
-        occlusion.OcclusionConfig(method="fast")
+        sweep.OcclusionConfig(method="fast")
     with pytest.raises(ValueError, match="approximate"):
-        occlusion.OcclusionConfig(tau=0.5)
+        sweep.OcclusionConfig(tau=0.5)
     with pytest.raises(ValueError, match="tau"):
-        occlusion.OcclusionConfig(method="approximate", tau=1.5)
-    assert occlusion.OcclusionConfig(method="approximate").approximation == (
-        occlusion.APPROXIMATE_TAU,
-        occlusion.APPROXIMATE_DRILL_DOWN,
+        sweep.OcclusionConfig(method="approximate", tau=1.5)
+    assert sweep.OcclusionConfig(method="approximate").approximation == (
+        sweep.APPROXIMATE_TAU,
+        sweep.APPROXIMATE_DRILL_DOWN,
     )

@@ -21,6 +21,7 @@ from flax import nnx
 from PIL import Image
 
 import models
+from engine import pretrained
 from launch import convert, predict
 from models import weights_file
 from models.convert import efficientnet_lite as lite_source
@@ -232,6 +233,7 @@ def test_convert_cli_error_has_no_traceback(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and str(bad) in proc.stderr
@@ -282,8 +284,8 @@ def test_predict_matches_direct_model_call(small_npz, tmp_path, capsys):
     meta = weights_file.load(small_npz)[1]
     net = models.create("small_cnn", pretrained=small_npz)
     net.eval()
-    want = np.asarray(jax.nn.softmax(net(predict.prepare_image(image, meta)[None])[0]))[0]
-    preds, errors = predict.classify(net, meta, [image], top_k=4)
+    want = np.asarray(jax.nn.softmax(net(pretrained.prepare_image(image, meta)[None])[0]))[0]
+    preds, errors = pretrained.classify(net, meta, [image], top_k=4)
     assert not errors
     got = dict(zip(preds[0].class_indices, preds[0].probabilities))
     np.testing.assert_allclose([got[i] for i in range(4)], want, rtol=1e-5, atol=1e-6)

@@ -113,36 +113,6 @@ def test_evaluate_reports_a_missing_run(tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
 
 
-def test_eval_source_reopens_training_splits_as_training_did(monkeypatch):
-    """--split=val/train use the run's carve and leak filter; test uses neither."""
-    from data_pipelines import sources
-
-    seen = {}
-    monkeypatch.setattr(sources, "open_dataset", lambda name, **kw: seen.update(kw) or _Named())
-    config = {
-        "dataset": "synthetic",
-        "data_dir": None,
-        "val_fraction": 0.3,
-        "seed": 7,
-        "drop_leaked": True,
-        "max_per_class": 5,
-    }
-    for split, want in (
-        ("val", (0.3, 7, True, None)),
-        ("train", (0.3, 7, True, 5)),
-        ("test", (0.0, 7, False, None)),
-    ):
-        evaluate.open_eval_source(
-            config, ["a"], dataset=None, data_dir=None, split=split, on_bad_image=None
-        )
-        got = (seen["val_fraction"], seen["seed"], seen["drop_leaked"], seen["max_per_class"])
-        assert got == want, split
-
-
-class _Named:
-    class_names = ("a",)
-
-
 def test_evaluate_writes_null_for_a_run_without_data_dir(tmp_path, capsys):
     """An in-memory synthetic run has no data_dir: report.json says null, not "None"."""
     workdir = tmp_path / "run"

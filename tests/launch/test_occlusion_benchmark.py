@@ -61,7 +61,7 @@ def test_method_comparison_per_family(capsys):
 @pytest.mark.parametrize("fill", ["zero", "mean"])
 def test_naive_peer_computes_the_engines_heatmap(fill):
     """The naive loop occludes with the same --fill as the engine: the same drops."""
-    from engine.occlusion import sweep as occlusion
+    from engine.occlusion import sweep
 
     args = types.SimpleNamespace(
         model="small_cnn",
@@ -78,8 +78,8 @@ def test_naive_peer_computes_the_engines_heatmap(fill):
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 1), dtype=np.uint8)
     unit = bench.naive_unit(args, apply_fn, state, images, windows=16)
     assert unit()[1] == 16 * 2
-    config = occlusion.OcclusionConfig(window=8, stride=8, fill=fill, max_batch=8)
-    engine = occlusion.occlusion_sensitivity(apply_fn, state, images, config=config)
+    config = sweep.OcclusionConfig(window=8, stride=8, fill=fill, max_batch=8)
+    engine = sweep.occlusion_sensitivity(apply_fn, state, images, config=config)
     np.testing.assert_allclose(unit.drops, engine.drops, atol=1e-5)
     assert np.abs(unit.drops).max() > 0
 

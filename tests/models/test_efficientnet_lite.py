@@ -187,7 +187,7 @@ def test_parity_with_reference_real_weights(pretrained, size):
 
 @pytest.mark.foreign
 def test_golden_chelsea_is_a_cat(pretrained, cache_dir):
-    from launch.predict import prepare_image
+    from engine.pretrained import prepare_image
     from tests.sample_images import chelsea as sample_image
 
     meta = registry.load_pretrained(TAG)[1]
