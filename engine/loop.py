@@ -45,6 +45,16 @@ class NonFiniteError(FloatingPointError):
 
 
 @dataclasses.dataclass
+class StepSetup:
+    """What a run's transfer mode (or task) decides: its step, its batches, its validation."""
+
+    step_fn: StepFn
+    batches: Any  # endless iterator of global batches
+    data_iter: Any  # the iterator to checkpoint (None for cached features)
+    evaluate: Callable[[TrainState], dict[str, float]] | None  # None: no validation split
+
+
+@dataclasses.dataclass
 class LoopResult:
     state: TrainState
     step: int
