@@ -245,7 +245,7 @@ class DenseTask:
                 predictions = predict_wells(forward, states, data.val, geometry, eval_batch, mesh)
                 return pearson_summary(predictions, data.val, n_resamples=0)
 
-        return StepSetup(step_fn, data_iter, data_iter, evaluate)
+        return StepSetup(step_fn, data_iter, evaluate)
 
 
 def make_dense_train_step(

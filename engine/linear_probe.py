@@ -159,6 +159,8 @@ class FeatureBatches:
 
     Step ``s`` reads rows ``perm_e[j*B:(j+1)*B]`` with ``e, j = divmod(s, steps_per_epoch)``
     and ``perm_e`` a permutation seeded by (seed, e): the position is the step, nothing else.
+    ``get_state``/``set_state`` follow Grain's iterator protocol, so the checkpoint keeps the
+    position as it keeps a Grain pipeline's (``grain.checkpoint.CheckpointSave``).
     """
 
     def __init__(
@@ -189,6 +191,35 @@ class FeatureBatches:
 
     def __iter__(self) -> FeatureBatches:
         return self
+
+    def _identity(self) -> dict[str, int]:
+        """What a saved position is only valid for: the same draw over the same rows."""
+        return {
+            "seed": self.seed,
+            "global_batch_size": self.batch,
+            "examples_per_epoch": len(self.epoch_order),
+        }
+
+    def get_state(self) -> bytes:
+        """The position as JSON bytes (Grain's protocol for iterators that are not datasets)."""
+        return json.dumps({"step": self.step, **self._identity()}).encode()
+
+    def set_state(self, state: bytes) -> None:
+        """Continue from a position ``get_state`` returned; a different draw is refused."""
+        saved = json.loads(state)
+        wrong = [
+            f"{key} {saved.get(key)} -> {value}"
+            for key, value in self._identity().items()
+            if saved.get(key) != value
+        ]
+        if wrong:
+            raise ValueError(
+                f"the saved feature-batch position belongs to another draw ({'; '.join(wrong)})"
+            )
+        self.step = int(saved["step"])
+
+    def start_prefetch(self) -> None:
+        """Nothing to prefetch (the rows are in host memory); Grain's restore calls it."""
 
     def __next__(self) -> dict[str, jax.Array]:
         epoch, j = divmod(self.step, self.steps_per_epoch)

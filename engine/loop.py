@@ -49,8 +49,9 @@ class StepSetup:
     """What a run's transfer mode (or task) decides: its step, its batches, its validation."""
 
     step_fn: StepFn
-    batches: Any  # endless iterator of global batches
-    data_iter: Any  # the iterator to checkpoint (None for cached features)
+    # Endless iterator of global batches with Grain's get_state/set_state: its position is
+    # saved with every latest checkpoint and restored on resume.
+    batches: Any
     evaluate: Callable[[TrainState], dict[str, float]] | None  # None: no validation split
 
 

@@ -391,7 +391,7 @@ def _probe_setup(run: BuiltRun) -> StepSetup:
         evaluate = make_probe_evaluator(
             run.head_graphdef, classifier_path, val_split.features, val_split.labels, run.mesh
         )
-    return StepSetup(step_fn, batches, None, evaluate)
+    return StepSetup(step_fn, batches, evaluate)
 
 
 def _image_setup(run: BuiltRun) -> StepSetup:
@@ -423,7 +423,7 @@ def _image_setup(run: BuiltRun) -> StepSetup:
             mesh,
             config.workers,
         )
-    return StepSetup(step_fn, data_iter, data_iter, evaluate)
+    return StepSetup(step_fn, data_iter, evaluate)
 
 
 def step_setup(run: BuiltRun) -> StepSetup:
@@ -499,10 +499,8 @@ def run_steps(run: BuiltRun, stop: StopRequest) -> RunSummary:
     setup = step_setup(run)
     state, resumed_from = run.state, None
     if run.resuming:
-        state = checkpoints.restore_latest(state, setup.data_iter)
+        state = checkpoints.restore_latest(state, setup.batches)
         resumed_from = int(jax.device_get(state.step))
-        if isinstance(setup.batches, FeatureBatches):
-            setup.batches.step = resumed_from
         run.run_log.event("resumed", step=resumed_from)
         progress.message(f"resumed {workdir.root} at step {resumed_from}")
     progress.start_step = resumed_from or 0
@@ -515,12 +513,10 @@ def run_steps(run: BuiltRun, stop: StopRequest) -> RunSummary:
             eval_every, setup.evaluate, checkpoints, run.run_log, progress if run.lead else None
         )
         hooks.append(validation)
-    hooks.append(
-        CheckpointHook(config.checkpoint_every or eval_every, checkpoints, setup.data_iter)
-    )
+    hooks.append(CheckpointHook(config.checkpoint_every or eval_every, checkpoints, setup.batches))
 
     def save_on_stop(step: int, final_state: TrainState) -> None:
-        checkpoints.save_latest(final_state, setup.data_iter, step=step)
+        checkpoints.save_latest(final_state, setup.batches, step=step)
         checkpoints.wait()
         run.run_log.event("stopped", step=step, reason=stop.reason)
         progress.message(
