@@ -27,6 +27,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 import models
+from data_pipelines.datasets import declared_tasks
 from data_pipelines.pipeline import make_eval_iterator, make_train_iterator
 from engine.checkpoints import RunCheckpoints
 from engine.config import TrainConfig
@@ -465,7 +466,13 @@ def _solved_probe_run(run: BuiltRun) -> RunSummary:
 def write_cv_report(out: Path, solved: Any, class_names: tuple[str, ...], config: TrainConfig):
     """The paper's metrics on the nested out-of-fold predictions, as launch.evaluate writes them."""
     patients = [r.patient for r in solved.records]
-    evaluation = metrics.evaluate(solved.cv.oof_probabilities, solved.labels, patients, class_names)
+    evaluation = metrics.evaluate(
+        solved.cv.oof_probabilities,
+        solved.labels,
+        patients,
+        class_names,
+        tasks=declared_tasks(config.dataset),
+    )
     provenance = {
         "workdir": str(config.workdir),
         "model": config.model,

@@ -99,6 +99,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
     import jax
     import numpy as np
 
+    from data_pipelines.datasets import declared_tasks
     from data_pipelines.pipeline import make_eval_iterator
     from data_pipelines.preprocess import PreprocessConfig
     from engine import inference
@@ -154,7 +155,13 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Path]:
     labels = np.array([r.label for r in records])
     patients = [r.patient for r in records]
     evaluation = metrics.evaluate(
-        probs, labels, patients, trained.class_names, n_resamples=args.bootstrap, seed=args.seed
+        probs,
+        labels,
+        patients,
+        trained.class_names,
+        tasks=declared_tasks(source.name),
+        n_resamples=args.bootstrap,
+        seed=args.seed,
     )
     versions = library_versions()
     data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir")

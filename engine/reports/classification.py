@@ -105,7 +105,7 @@ EXPERT_WEIGHTED_ERROR = {"low": 0.004, "high": 0.105, "mean": 0.048, "experts": 
 def paper_rows(evaluation: metrics.Evaluation) -> list[PaperRow]:
     """The published rows comparable with this evaluation's class set."""
     rows = list(PAPER["oct"]) if metrics.is_oct(evaluation.class_names) else []
-    for task in metrics.binary_tasks(evaluation.class_names):
+    for task in evaluation.tasks:
         rows += PAPER.get(task.name, [])
     return rows
 
@@ -266,7 +266,7 @@ def _all_metrics_table(evaluation: metrics.Evaluation) -> str:
 def _roc_charts(evaluation: metrics.Evaluation) -> str:
     charts = []
     paper = paper_rows(evaluation)
-    for task in metrics.binary_tasks(evaluation.class_names):
+    for task in evaluation.tasks:
         fpr, tpr, _ = evaluation.roc[task.name]
         m = evaluation.metrics
         markers = [
