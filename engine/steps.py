@@ -19,6 +19,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from data_pipelines.device import normalize  # the data layer owns pixel conventions
 from engine.config import TrainConfig
 from engine.losses import correct_count, cross_entropy
 from engine.mesh import batch_sharding, replicated
@@ -49,8 +50,6 @@ def prepare_images(
 ) -> jax.Array:
     """uint8 NHWC -> normalised ``dtype`` (float inputs are taken as already normalised)."""
     if jnp.issubdtype(images.dtype, jnp.integer):
-        from data_pipelines.device import normalize  # the data layer owns pixel conventions
-
         images = normalize(images, metadata.mean, metadata.std)
     return images.astype(dtype)
 
