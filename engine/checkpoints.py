@@ -174,6 +174,13 @@ def _abstract(tree: Any) -> Any:
     )
 
 
+def _barriers(which: str) -> ocp.options.MultiprocessingOptions:
+    """Barrier names of their own per manager: "latest" and "best" may both be saving step N
+    at once, and Orbax's default key (``..._async_write_complete.N``) would then collide
+    across processes ("Barrier ... is already ongoing")."""
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=which)
+
+
 class RunCheckpoints:
     """The checkpoint managers of one workdir."""
 
@@ -202,6 +209,7 @@ class RunCheckpoints:
                 create=True,
                 enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True,
+                multiprocessing_options=_barriers("latest"),
             ),
         )
         self.best = ocp.CheckpointManager(
@@ -211,6 +219,7 @@ class RunCheckpoints:
                 create=True,
                 enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True,
+                multiprocessing_options=_barriers("best"),
             ),
         )
         self._saving: dict[str, int] = {}  # which -> step of a save that may still be writing
