@@ -1,5 +1,11 @@
 """A whole training run from a :class:`TrainConfig`: data, model, state, loop, hooks.
 
+:func:`train` is two steps: :func:`build_run` decides everything a run needs before its
+first step (a :class:`BuiltRun`: data, step plan, locked workdir, checkpoints, logs, model,
+state) and :func:`run_steps` restores a resume and runs the loop (the L-BFGS probe instead
+fits once, :func:`_solved_probe_run`). Every batch iterator, the linear probe's included,
+is checkpointed through Grain's ``get_state``/``set_state``, so a resume continues it exactly.
+
 The final test-split report (``config.final_split``) is launch.train's: it runs
 launch.evaluate on the best checkpoint, the one evaluation path with the paper's metrics.
 
