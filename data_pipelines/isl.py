@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import grain
+import jax
 import numpy as np
 from jax.sharding import Mesh
 
@@ -45,6 +46,7 @@ from data_pipelines.device import check_batch_size
 from data_pipelines.integrity import BadImageError
 from data_pipelines.isl_naming import MAXPROJECT, TRANSMITTED, IslNameError, parse_image_name
 from data_pipelines.layout import DatasetLayoutError
+from data_pipelines.pipeline import _assemble  # the shared read -> batch -> mesh tail
 
 log = logging.getLogger(__name__)
 
@@ -382,13 +384,9 @@ def make_crop_iterator(
     ``seed``); crop positions and augmentations come from Grain's per-position generator, so
     a restored iterator (Orbax, ``get_state``) yields exactly the same crops.
     """
-    from data_pipelines.pipeline import _assemble  # the shared read -> batch -> mesh tail
-
     if len(source) == 0:
         raise ValueError(f"{source!r} has no wells to train on")
     local_batch = check_batch_size(global_batch_size, mesh)
-    import jax
-
     epoch = max(crops_per_epoch(source, out_size), global_batch_size)
     epoch = -(-epoch // len(source)) * len(source)  # every well equally often
     ds = grain.MapDataset.range(epoch).seed(seed).shuffle().repeat(None)

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from data_pipelines.datasets import LAYOUTS
 from data_pipelines.integrity import BadImageError, report_skipped
 from data_pipelines.records import ExampleRecord, ImageSource
 
@@ -56,7 +57,7 @@ class _BuildStore:
 
     def __getitem__(self, key: int) -> dict[str, Any]:
         if self._source is None:
-            import tensorflow_datasets as tfds
+            import tensorflow_datasets as tfds  # heavy (TensorFlow): only when pixels are read
 
             builder = tfds.builder_from_directory(self.build_dir)
             self._source = builder.as_data_source(
@@ -69,8 +70,6 @@ def open_splits(
     name: str, data_dir: Path, *, on_bad_image: str = "error"
 ) -> dict[str, ImageSource]:
     """Every split of the build, labelled for data set ``name`` (e.g. pathogen from names)."""
-    from data_pipelines.sources import LAYOUTS
-
     build_dir = find_build(name, data_dir)
     if build_dir is None:
         raise FileNotFoundError(f"no {name} build under {data_dir}; run python -m launch.prepare")

@@ -1,7 +1,7 @@
 """Data sets by name: ``open_dataset("oct", data_dir=..., split="train")`` -> ImageSource.
 
-Each name is a folder layout plus two rules from the data README: which class a file belongs
-to, and which patient it comes from. On top of the raw split, in this order: the patient-level
+Each name is an entry of the data-set table (``data_pipelines.datasets``: a folder layout, which
+class a file belongs to, which patient it comes from). On top of the raw split, in this order: the patient-level
 validation carve (``val_fraction``), dropping examples that leak into a higher split
 (``drop_leaked``), and the seeded per-class draw of the limited training sets
 (``max_per_class``). A folder holding a TFDS ArrayRecord build from ``launch.prepare`` is read
@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
-from data_pipelines import naming
+from data_pipelines import prepared
+from data_pipelines.datasets import (
+    BUNDLED_OCT_SAMPLE,
+    DATASETS,
+    LAYOUTS,
+    FolderLayout,
+    missing_data_message,
+)
 from data_pipelines.integrity import (
     BadImageError,
     check_on_bad_image,
@@ -26,116 +32,21 @@ from data_pipelines.layout import DatasetLayoutError, class_folders, find_root, 
 from data_pipelines.leakage import drop_leaked as drop_leaked_examples
 from data_pipelines.records import ExampleRecord, ImageSource
 from data_pipelines.splits import limit_per_class, split_train_val
+from data_pipelines.synthetic import read_boxes, synthetic_source
+
+__all__ = [  # the table's names, read from here by launch/ and the tests
+    "BUNDLED_OCT_SAMPLE",
+    "DATASETS",
+    "LAYOUTS",
+    "SPLITS",
+    "missing_data_message",
+    "open_dataset",
+    "open_splits",
+]
 
 log = logging.getLogger(__name__)
 
-BUNDLED_OCT_SAMPLE = Path(__file__).resolve().parent / "bundled" / "oct_sample"
 SPLITS = ("train", "val", "test")
-
-
-@dataclasses.dataclass(frozen=True)
-class FolderLayout:
-    """A class-per-folder data set: where its splits are and how files map to labels."""
-
-    name: str
-    folders: tuple[str, ...] | None  # allowed class folders; None: any (the generic tree)
-    class_names: tuple[str, ...] | None  # label order; None: the train split's folders
-    expected: str  # layout shown in error messages
-    root_candidates: tuple[str, ...] = ()
-    # (file, class folder) -> class name, None to leave the file out of this task; raises
-    # BadImageError when the name does not say (e.g. a pneumonia file without a pathogen).
-    class_of: Callable[[Path, str], str | None] = lambda path, folder: folder
-    patient_of: Callable[[Path], str | None] = naming.patient_of
-
-
-def _pathogen_class(path: Path, folder: str, *, keep_normal: bool) -> str | None:
-    if folder == "NORMAL":
-        return "NORMAL" if keep_normal else None
-    kind = naming.pathogen(path)
-    if kind is None:
-        raise BadImageError(path, "pneumonia file name says neither _bacteria_ nor _virus_")
-    return "BACTERIAL" if kind == "bacteria" else "VIRAL"
-
-
-_OCT_CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
-_OCT_LAYOUT = "DIR/{train,test[,val]}/{CNV,DME,DRUSEN,NORMAL}/CLASS-<patient>-<n>.jpeg"
-_CHEST_LAYOUT = "DIR/{train,test[,val]}/{NORMAL,PNEUMONIA}/*.jpeg"
-_OCT_ROOTS = ("oct", "OCT2017", "CellData/OCT", "ZhangLabData/CellData/OCT")
-_CHEST_ROOTS = (
-    "chest_xray",
-    "chest_xray/chest_xray",
-    "CellData/chest_xray",
-    "ZhangLabData/CellData/chest_xray",
-)
-
-LAYOUTS: dict[str, FolderLayout] = {
-    "oct": FolderLayout(
-        "oct",
-        _OCT_CLASSES,
-        _OCT_CLASSES,
-        _OCT_LAYOUT,
-        _OCT_ROOTS,
-        patient_of=lambda p: naming.oct_patient(p),
-    ),
-    "oct_sample": FolderLayout(
-        "oct_sample",
-        _OCT_CLASSES,
-        _OCT_CLASSES,
-        _OCT_LAYOUT,
-        patient_of=lambda p: naming.oct_patient(p),
-    ),
-    "chest_xray": FolderLayout(
-        "chest_xray",
-        ("NORMAL", "PNEUMONIA"),
-        ("NORMAL", "PNEUMONIA"),
-        _CHEST_LAYOUT,
-        _CHEST_ROOTS,
-        patient_of=naming.chest_patient,
-    ),
-    "chest_xray_pathogen": FolderLayout(
-        "chest_xray_pathogen",
-        ("NORMAL", "PNEUMONIA"),
-        ("BACTERIAL", "VIRAL"),
-        _CHEST_LAYOUT,
-        _CHEST_ROOTS,
-        class_of=lambda p, f: _pathogen_class(p, f, keep_normal=False),
-        patient_of=naming.chest_patient,
-    ),
-    "chest_xray_3class": FolderLayout(
-        "chest_xray_3class",
-        ("NORMAL", "PNEUMONIA"),
-        ("NORMAL", "BACTERIAL", "VIRAL"),
-        _CHEST_LAYOUT,
-        _CHEST_ROOTS,
-        class_of=lambda p, f: _pathogen_class(p, f, keep_normal=True),
-        patient_of=naming.chest_patient,
-    ),
-    "folder": FolderLayout("folder", None, None, "DIR/{train,test[,val]}/<class>/<image files>"),
-}
-DATASETS = (*LAYOUTS, "synthetic")
-
-_ARCHIVE = """\
-Get "Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification"
-(Kermany, Zhang, Goldbaum 2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2
-(https://data.mendeley.com/datasets/rscbjbr9sj/2, licence CC BY 4.0), or its Kaggle copy
-"kermany2018" (https://www.kaggle.com/datasets/paultimothymooney/kermany2018). Unpack it and pass
-the folder that holds the splits (or one above it: {roots})."""
-
-
-def missing_data_message(dataset: str) -> str:
-    """Why ``dataset`` cannot open without a data_dir, where to get it and the layout expected.
-
-    One text for every entry point (train, evaluate, audit): nothing is downloaded at run time.
-    """
-    layout = LAYOUTS.get(dataset, LAYOUTS["folder"])
-    lines = [
-        f"--dataset={dataset} needs --data_dir: the full images are not bundled and nothing is "
-        "downloaded at run time (an 80-image OCT sample is: --dataset=oct_sample).",
-        f"Expected layout: --data_dir={layout.expected}",
-    ]
-    if layout.root_candidates:
-        lines.append(_ARCHIVE.format(roots=", ".join(f"DIR/{r}" for r in layout.root_candidates)))
-    return "\n".join(lines)
 
 
 def _read_split(
@@ -220,8 +131,6 @@ def _open_raw(
 ) -> tuple[ImageSource, list[ImageSource]]:
     """The requested split (val carved when asked) and the other splits present (for drop_leaked)."""
     if name == "synthetic" and data_dir is None:
-        from data_pipelines.synthetic import synthetic_source
-
         others = [synthetic_source(s, seed=seed) for s in SPLITS if s != split]
         return synthetic_source(split, seed=seed), others
     layout = LAYOUTS["folder" if name == "synthetic" else name]
@@ -255,8 +164,6 @@ def _prepared_source(
     name: str, data_dir: Path, split: str, val_fraction: float, seed: int, on_bad_image: str
 ) -> tuple[ImageSource, list[ImageSource]] | None:
     """The TFDS ArrayRecord build of ``name`` under ``data_dir``, if there is one."""
-    from data_pipelines import prepared
-
     if not prepared.has_build(name, data_dir):
         return None
     log.info("%s: reading the TFDS ArrayRecord build under %s", name, data_dir)
@@ -275,8 +182,6 @@ def _prepared_source(
 
 def _attach_boxes(source: ImageSource) -> ImageSource:
     """Lesion boxes from a written synthetic set's ``boxes.json``."""
-    from data_pipelines.synthetic import read_boxes
-
     boxes = read_boxes(source.root)
     root = Path(source.root)
     return source.replace_records(

@@ -24,9 +24,11 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from data_pipelines.integrity import BadImageError, check_on_bad_image, report_skipped
+from data_pipelines.leakage import content_hash
 from data_pipelines.prepared import RECORDS_FILE
 from data_pipelines.preprocess import decode, to_channels
 from data_pipelines.records import ImageSource
+from data_pipelines.sources import open_splits
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +107,6 @@ class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Any]:
-        from data_pipelines.sources import open_splits
-
         splits = open_splits(
             self.DATASET,
             data_dir=dl_manager.manual_dir,
@@ -115,8 +115,6 @@ class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
         return {name: self._generate_examples(source) for name, source in splits.items()}
 
     def _generate_examples(self, source: ImageSource):
-        from data_pipelines.leakage import content_hash
-
         cfg = self.builder_config
         root = Path(source.root)
         skipped: list[tuple[str, str]] = []

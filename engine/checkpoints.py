@@ -32,8 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from engine.state import TrainState, Tree, subtree
 from engine.workdir import Workdir
@@ -172,6 +174,13 @@ def _abstract(tree: Any) -> Any:
     )
 
 
+def _barriers(which: str) -> ocp.options.MultiprocessingOptions:
+    """Barrier names of their own per manager: "latest" and "best" may both be saving step N
+    at once, and Orbax's default key (``..._async_write_complete.N``) would then collide
+    across processes ("Barrier ... is already ongoing")."""
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=which)
+
+
 class RunCheckpoints:
     """The checkpoint managers of one workdir."""
 
@@ -200,6 +209,7 @@ class RunCheckpoints:
                 create=True,
                 enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True,
+                multiprocessing_options=_barriers("latest"),
             ),
         )
         self.best = ocp.CheckpointManager(
@@ -209,6 +219,7 @@ class RunCheckpoints:
                 create=True,
                 enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True,
+                multiprocessing_options=_barriers("best"),
             ),
         )
         self._saving: dict[str, int] = {}  # which -> step of a save that may still be writing
@@ -227,8 +238,6 @@ class RunCheckpoints:
             "train": ocp.args.StandardSave({"step": state.step, "opt_state": state.opt_state}),
         }
         if data_iter is not None:
-            import grain
-
             items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
         self._guarded(
             "latest",
@@ -349,17 +358,17 @@ class RunCheckpoints:
             ),
         }
         if data_iter is not None:
-            import grain
-
             saved = self.workdir.latest_dir / str(step) / "data_iter"
             mine = saved / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
             if mine.is_file():
                 items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-            elif saved.is_dir():
+            else:
                 log.warning(
-                    "%s was saved by another number of processes: the data iterator restarts "
-                    "(resumed data order differs from an uninterrupted run)",
-                    saved,
+                    "%s: the data iterator restarts (resumed data order differs from an "
+                    "uninterrupted run)",
+                    f"{saved} was saved by another number of processes"
+                    if saved.is_dir()
+                    else f"{saved.parent} holds no data iterator position",
                 )
         return items
 
@@ -375,8 +384,6 @@ class RunCheckpoints:
                 source.rename(target)
                 log.warning("moved the damaged checkpoint %s to %s", source, target)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices("checkpoints: damaged steps set aside")
         (self.latest if which == "latest" else self.best).reload()
 

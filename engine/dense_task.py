@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -29,13 +29,29 @@ from flax import nnx
 from jax.sharding import Mesh
 
 import models
+from data_pipelines.isl import (
+    WHERE,
+    crops_per_epoch,
+    make_crop_iterator,
+    open_isl,
+    stitch_tiles,
+    tile_well,
+)
+from data_pipelines.isl_synthetic import cached_condition
+from data_pipelines.layout import DatasetLayoutError
 from engine.config import TrainConfig
 from engine.evaluation.pixel_metrics import pearson_by_label, well_sums
 from engine.evaluation.validation import host_rows
+from engine.inference import load_run
+from engine.loop import StepSetup
 from engine.losses import masked_pixel_cross_entropy
 from engine.mesh import batch_sharding
 from engine.state import ModelDef, TrainState
 from engine.steps import Forward, TrainStep, compute_dtype, jit_train_step, make_forward
+from models.loading import flat_state, load_flat_state
+
+if TYPE_CHECKING:  # the trainer calls this module: a runtime import would be a cycle
+    from engine.trainer import BuiltRun
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +114,6 @@ def open_source(
     Synthetic sets without a ``data_dir`` are written once into the cache and read from there
     through the same layout reader as the published data.
     """
-    from data_pipelines.isl import WHERE, open_isl
-    from data_pipelines.isl_synthetic import cached_condition
-    from data_pipelines.layout import DatasetLayoutError
-
     name, _, condition = dataset.partition("/")
     if name not in DATASETS:
         raise ValueError(
@@ -130,6 +142,8 @@ class DenseTask:
     name = "isl"
 
     def open_data(self, config: TrainConfig, metadata: Any = None) -> Any:
+        # Local: engine.trainer dispatches to this module (moves to engine.run_data, which
+        # this module can import at the top).
         from engine.trainer import RunData
 
         common = {
@@ -154,15 +168,10 @@ class DenseTask:
         return RunData(train, val, train.labels, metadata, geometry, geometry)
 
     def examples(self, data: Any) -> int:
-        from data_pipelines.isl import crops_per_epoch
-
         return crops_per_epoch(data.train, data.train_cfg.train_out)
 
     def init_from(self, model: nnx.Module, config: TrainConfig, labels: tuple[str, ...]) -> None:
         """Weights of ``config.init_from``'s best checkpoint; label heads matched by name."""
-        from engine.inference import load_run
-        from models.loading import flat_state, load_flat_state
-
         source = load_run(config.init_from, "best")
         if source.config.model != config.model or source.config.in_channels != config.in_channels:
             raise ValueError(
@@ -196,19 +205,15 @@ class DenseTask:
             [labels[i] for i in new] or "none",
         )
 
-    def setup(
-        self,
-        config: TrainConfig,
-        data: Any,
-        model_def: ModelDef,
-        tx: Any,
-        schedule: Any,
-        batch: int,
-        mesh: Mesh,
-    ) -> Any:
-        from data_pipelines.isl import make_crop_iterator
-        from engine.trainer import StepSetup
-
+    def setup(self, run: BuiltRun) -> StepSetup:
+        """The dense step, random-crop batches and well-tiling validation of a built run."""
+        config, data, model_def, mesh, batch = (
+            run.config,
+            run.data,
+            run.model_def,
+            run.mesh,
+            run.batch,
+        )
         geometry: Geometry = data.train_cfg
         data_iter = make_crop_iterator(
             data.train,
@@ -220,7 +225,7 @@ class DenseTask:
             augment=config.augment,
             workers=config.workers,
         )
-        step_fn = make_dense_train_step(model_def, tx, schedule, config, mesh)
+        step_fn = make_dense_train_step(model_def, run.tx, run.schedule, config, mesh)
         evaluate = None
         if data.val is not None:
             forward = make_forward(
@@ -237,7 +242,7 @@ class DenseTask:
                 predictions = predict_wells(forward, states, data.val, geometry, eval_batch, mesh)
                 return pearson_summary(predictions, data.val, n_resamples=0)
 
-        return StepSetup(step_fn, data_iter, data_iter, evaluate)
+        return StepSetup(step_fn, data_iter, evaluate)
 
 
 def make_dense_train_step(
@@ -306,8 +311,6 @@ def predict_wells(
     forward in batches of ``batch`` (rounded to the device count; the last one zero-padded
     and its padding dropped), and the output tiles are stitched back.
     """
-    from data_pipelines.isl import stitch_tiles, tile_well
-
     batch = max(mesh.size, batch // mesh.size * mesh.size)
     out = []
     for index in range(len(source)):

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +29,11 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from data_pipelines.splits import patient_folds
+from data_pipelines.pipeline import make_eval_iterator
+from data_pipelines.splits import class_balanced_order, patient_folds
 from engine.config import TrainConfig
 from engine.evaluation.validation import classification_metrics, gather_outputs
+from engine.inference import SkippedImages
 from engine.losses import cross_entropy
 from engine.mesh import batch_sharding, place_replicated
 from engine.probe_fit import DEFAULT_L2_GRID, LinearClassifier, ProbeCV, cross_validate
@@ -79,45 +82,60 @@ def cache_fingerprint(config: TrainConfig, paths: list[str], preprocess: Any) ->
     ]
 
 
-def cached_features(
-    *,
-    model_def: ModelDef,
-    state: TrainState,
-    config: TrainConfig,
-    metadata: WeightMetadata,
-    mesh: Mesh,
-    source: Any,
-    eval_cfg: Any,
-    workdir: Workdir,
-    log: RunLog,
-) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """(features float32 [N, D], labels int32 [N], records [N]) of ``source``, computed once.
+class SplitFeatures(NamedTuple):
+    """One split's cached features; rows in source order, undecodable images left out."""
+
+    features: np.ndarray  # float32 [N, D]
+    labels: np.ndarray  # int32 [N]
+    records: list[Any]  # the data_pipelines ExampleRecord of each row
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureExtractor:
+    """The frozen backbone features are read from, and where they are cached and logged."""
+
+    model_def: ModelDef
+    state: TrainState
+    config: TrainConfig
+    metadata: WeightMetadata
+    mesh: Mesh
+    eval_cfg: Any  # data_pipelines PreprocessConfig, no augmentation
+    workdir: Workdir
+    log: RunLog
+
+
+def cached_features(extractor: FeatureExtractor, source: Any) -> SplitFeatures:
+    """The features of every image of ``source`` (an ImageSource), computed once.
 
     Images that fail to decode under ``on_bad_image="skip"`` are left out (logged by name);
     the rows are the remaining examples in source order.
     """
-    from data_pipelines.pipeline import make_eval_iterator
-    from engine.inference import SkippedImages
-
+    config, log, workdir = extractor.config, extractor.log, extractor.workdir
     split = source.split
     records = source.records
-    fingerprint = cache_fingerprint(config, [r.path for r in records], eval_cfg)
+    fingerprint = cache_fingerprint(config, [r.path for r in records], extractor.eval_cfg)
     path = workdir.cache_dir / f"features_{split}_{fingerprint}.npz"
     all_labels = np.asarray([r.label for r in records], np.int32)
     if path.is_file():
         with np.load(path, allow_pickle=False) as cache:
             features, index = cache["features"], cache["index"]
         log.event("features", split=split, computed=0, cached=len(features), path=str(path))
-        return features, all_labels[index], [records[i] for i in index]
+        return SplitFeatures(features, all_labels[index], [records[i] for i in index])
+    model_def, mesh = extractor.model_def, extractor.mesh
     forward = make_forward(
-        model_def.graphdef_eval, metadata, mesh, output=FEATURES, dtype=compute_dtype(config.dtype)
+        model_def.graphdef_eval,
+        extractor.metadata,
+        mesh,
+        output=FEATURES,
+        dtype=compute_dtype(config.dtype),
     )
     batch = config.eval_batch_size or config.batch_size
     batches = SkippedImages(
         make_eval_iterator(
-            source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers
+            source, extractor.eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers
         )
     )
+    state = extractor.state
     states = (state.params, state.frozen, state.batch_stats, model_def.rest)
     features, index = gather_outputs(forward, states, batches)
     if not np.array_equal(index, batches.expected(len(source))):
@@ -133,7 +151,7 @@ def cached_features(
         np.savez(tmp, features=features, index=index)
         tmp.replace(path)
     log.event("features", split=split, computed=len(features), cached=0, path=str(path))
-    return features, all_labels[index], [records[i] for i in index]
+    return SplitFeatures(features, all_labels[index], [records[i] for i in index])
 
 
 class FeatureBatches:
@@ -141,6 +159,8 @@ class FeatureBatches:
 
     Step ``s`` reads rows ``perm_e[j*B:(j+1)*B]`` with ``e, j = divmod(s, steps_per_epoch)``
     and ``perm_e`` a permutation seeded by (seed, e): the position is the step, nothing else.
+    ``get_state``/``set_state`` follow Grain's iterator protocol, so the checkpoint keeps the
+    position as it keeps a Grain pipeline's (``grain.checkpoint.CheckpointSave``).
     """
 
     def __init__(
@@ -154,8 +174,6 @@ class FeatureBatches:
         start_step: int = 0,
         class_balanced: bool = False,
     ) -> None:
-        from data_pipelines.splits import class_balanced_order
-
         self.features, self.labels = features, labels
         self.batch = global_batch_size
         self.mesh, self.seed = mesh, seed
@@ -173,6 +191,35 @@ class FeatureBatches:
 
     def __iter__(self) -> FeatureBatches:
         return self
+
+    def _identity(self) -> dict[str, int]:
+        """What a saved position is only valid for: the same draw over the same rows."""
+        return {
+            "seed": self.seed,
+            "global_batch_size": self.batch,
+            "examples_per_epoch": len(self.epoch_order),
+        }
+
+    def get_state(self) -> bytes:
+        """The position as JSON bytes (Grain's protocol for iterators that are not datasets)."""
+        return json.dumps({"step": self.step, **self._identity()}).encode()
+
+    def set_state(self, state: bytes) -> None:
+        """Continue from a position ``get_state`` returned; a different draw is refused."""
+        saved = json.loads(state)
+        wrong = [
+            f"{key} {saved.get(key)} -> {value}"
+            for key, value in self._identity().items()
+            if saved.get(key) != value
+        ]
+        if wrong:
+            raise ValueError(
+                f"the saved feature-batch position belongs to another draw ({'; '.join(wrong)})"
+            )
+        self.step = int(saved["step"])
+
+    def start_prefetch(self) -> None:
+        """Nothing to prefetch (the rows are in host memory); Grain's restore calls it."""
 
     def __next__(self) -> dict[str, jax.Array]:
         epoch, j = divmod(self.step, self.steps_per_epoch)
@@ -298,7 +345,7 @@ class SolvedProbe:
 
 
 def solve_probe(
-    parts: list[tuple[np.ndarray, np.ndarray, list[Any]]],
+    parts: Sequence[SplitFeatures],
     config: TrainConfig,
     num_classes: int,
     log: RunLog,
@@ -308,9 +355,9 @@ def solve_probe(
     The folds group patients, so no patient is on both sides of any fold; with fewer
     patients than ``cv_folds`` there are as many folds as patients.
     """
-    features = np.concatenate([p[0] for p in parts])
-    labels = np.concatenate([p[1] for p in parts])
-    records = [r for p in parts for r in p[2]]
+    features = np.concatenate([p.features for p in parts])
+    labels = np.concatenate([p.labels for p in parts])
+    records = [r for p in parts for r in p.records]
     patients = [r.patient for r in records]
     counts = np.bincount(labels, minlength=num_classes)
     balanced = config.balanced_weighting(counts.tolist())

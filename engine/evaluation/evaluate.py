@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from data_pipelines.datasets import declared_tasks
 from data_pipelines.pipeline import make_eval_iterator
 from engine.evaluation import metrics
 from engine.evaluation.isl import evaluate_isl
@@ -94,7 +95,13 @@ def evaluate_run(
     labels = np.array([r.label for r in records])
     patients = [r.patient for r in records]
     evaluation = metrics.evaluate(
-        probs, labels, patients, run.class_names, n_resamples=bootstrap, seed=seed
+        probs,
+        labels,
+        patients,
+        run.class_names,
+        tasks=declared_tasks(source.name),
+        n_resamples=bootstrap,
+        seed=seed,
     )
     versions = library_versions()
     data_dir = data.data_dir if data.data_dir is not None else config.data_dir

@@ -11,7 +11,8 @@ Definitions (../shared/docs/ANCHORS.md):
   the score P(CNV) + P(DME). The paper's headline sensitivity/specificity are this decision's.
 - Weighted error: mean penalty per image; urgent called NORMAL = 4, urgent called DRUSEN = 2,
   any other error = 1, correct = 0.
-- Binary tasks (chest X-ray pneumonia vs normal, bacterial vs viral, or any "X vs NORMAL"):
+- Binary tasks (urgent referral, chest X-ray pneumonia vs normal, bacterial vs viral, the
+  paper's "X vs NORMAL" models), declared by each data set (``data_pipelines.datasets``):
   score = P(positive classes) / P(positive + negative classes); decision = the arg-max over the
   task's classes; images whose true class is in neither group are left out of that task
   (bacterial vs viral on a 3-class chest model uses only the pneumonia images).
@@ -29,14 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from data_pipelines.datasets import DeclaredTask
+
 URGENT = "urgent"
 ROUTINE = "routine"
 OBSERVATION = "observation"
 OCT_CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
 OCT_REFERRAL = {"CNV": URGENT, "DME": URGENT, "DRUSEN": ROUTINE, "NORMAL": OBSERVATION}
-_BACTERIAL = ("BACTERIA", "BACTERIAL")
-_VIRAL = ("VIRUS", "VIRAL")
-_NORMAL = "NORMAL"
 
 
 # ----------------------------------------------------------------------------- basic rates
@@ -187,51 +187,35 @@ class BinaryTask:
         return np.isin(winner, self.positive)
 
 
-def binary_tasks(class_names: Sequence[str]) -> list[BinaryTask]:
-    """The paper's yes/no questions that a model with these classes can answer."""
+def binary_tasks(
+    class_names: Sequence[str], declared: Sequence[DeclaredTask] = ()
+) -> list[BinaryTask]:
+    """The yes/no questions a model with these classes answers, as its data set declares them.
+
+    ``declared``: the data set's questions (``data_pipelines.datasets.declared_tasks``); one
+    applies when the model has every class it names (any case), and with ``alone`` only when
+    the model has no other class. A two-class model that no declared question fits answers
+    the one question any binary classifier does: its second class (label 1) vs its first.
+    """
     names = _upper(class_names)
     idx = {name: i for i, name in enumerate(names)}
-    bacterial = [idx[n] for n in _BACTERIAL if n in idx]
-    viral = [idx[n] for n in _VIRAL if n in idx]
     tasks: list[BinaryTask] = []
-    if is_oct(names):
+    for task in declared:
+        named = _upper((*task.positive, *task.negative))
+        if not all(n in idx for n in named) or (task.alone and len(named) != len(names)):
+            continue
         tasks.append(
             BinaryTask(
-                "urgent_referral",
-                (idx["CNV"], idx["DME"]),
-                (idx["DRUSEN"], idx["NORMAL"]),
-                URGENT,
-                "not urgent",
+                task.name,
+                tuple(idx[n] for n in _upper(task.positive)),
+                tuple(idx[n] for n in _upper(task.negative)),
+                task.positive_label,
+                task.negative_label,
             )
-        )
-    elif len(names) == 2 and _NORMAL in idx:
-        other = 1 - idx[_NORMAL]
-        label = "pneumonia" if names[other] == "PNEUMONIA" else names[other].lower()
-        tasks.append(BinaryTask(f"{label}_vs_normal", (other,), (idx[_NORMAL],), label, "normal"))
-    elif bacterial and viral and _NORMAL in idx:
-        tasks.append(
-            BinaryTask(
-                "pneumonia_vs_normal",
-                tuple(bacterial + viral),
-                (idx[_NORMAL],),
-                "pneumonia",
-                "normal",
-            )
-        )
-    if bacterial and viral:
-        tasks.append(
-            BinaryTask("bacterial_vs_viral", tuple(bacterial), tuple(viral), "bacterial", "viral")
         )
     if not tasks and len(names) == 2:
-        tasks.append(
-            BinaryTask(
-                f"{names[1].lower()}_vs_{names[0].lower()}",
-                (1,),
-                (0,),
-                names[1].lower(),
-                names[0].lower(),
-            )
-        )
+        first, second = (str(name).lower() for name in class_names)
+        tasks.append(BinaryTask(f"{second}_vs_{first}", (1,), (0,), second, first))
     return tasks
 
 
@@ -239,13 +223,17 @@ def binary_tasks(class_names: Sequence[str]) -> list[BinaryTask]:
 
 
 def compute_metrics(
-    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    tasks: Sequence[DeclaredTask] = (),
 ) -> dict[str, float]:
     """Every scalar metric for these predictions, as a flat ``name -> value`` dict.
 
     Keys: ``accuracy``, ``balanced_accuracy`` (mean recall of the classes present),
     ``per_class/<name>/{sensitivity,specificity,auc}``,
-    ``<task>/{accuracy,sensitivity,specificity,auc}`` for each :func:`binary_tasks` entry, and
+    ``<task>/{accuracy,sensitivity,specificity,auc}`` for each :func:`binary_tasks` entry
+    (``tasks``: the data set's declared questions), and
     ``weighted_error`` for OCT. Flat so that the bootstrap can treat every number alike.
     """
     probs = np.asarray(probs, dtype=np.float64)
@@ -265,7 +253,7 @@ def compute_metrics(
         out[f"per_class/{name}/sensitivity"] = float(sens[c])
         out[f"per_class/{name}/specificity"] = float(spec[c])
         out[f"per_class/{name}/auc"] = roc_auc(labels == c, probs[:, c])
-    for task in binary_tasks(class_names):
+    for task in binary_tasks(class_names, tasks):
         keep = task.select(labels)
         is_pos = np.isin(labels[keep], task.positive)
         for key, value in binary_rates(is_pos, task.decisions(probs[keep])).items():
@@ -348,6 +336,7 @@ class Evaluation:
     n_patients: int
     n_resamples: int
     seed: int
+    tasks: tuple[BinaryTask, ...] = ()  # the yes/no questions asked (binary_tasks)
 
     def to_json(self) -> dict[str, Any]:
         """Nested plain-Python form for report.json (ROC curves left to the HTML)."""
@@ -396,24 +385,29 @@ def evaluate(
     patients: Sequence[Any],
     class_names: Sequence[str],
     *,
+    tasks: Sequence[DeclaredTask] = (),
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> Evaluation:
-    """All metrics for one test set, with 95% CIs by bootstrap over patients."""
+    """All metrics for one test set, with 95% CIs by bootstrap over patients.
+
+    ``tasks``: the yes/no questions the data set declares (see :func:`binary_tasks`).
+    """
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if len(patients) != labels.size:
         raise ValueError(f"{len(patients)} patient ids for {labels.size} images")
     class_names = tuple(class_names)
-    metrics = compute_metrics(probs, labels, class_names)
+    metrics = compute_metrics(probs, labels, class_names, tasks)
     ci = bootstrap_ci(
-        lambda idx: compute_metrics(probs[idx], labels[idx], class_names),
+        lambda idx: compute_metrics(probs[idx], labels[idx], class_names, tasks),
         patients,
         n_resamples=n_resamples,
         seed=seed,
     )
+    asked = tuple(binary_tasks(class_names, tasks))
     roc = {}
-    for task in binary_tasks(class_names):
+    for task in asked:
         keep = task.select(labels)
         roc[task.name] = roc_curve(np.isin(labels[keep], task.positive), task.scores(probs[keep]))
     for c, name in enumerate(class_names):
@@ -428,4 +422,5 @@ def evaluate(
         n_patients=len(set(map(str, patients))),
         n_resamples=n_resamples,
         seed=seed,
+        tasks=asked,
     )

@@ -22,6 +22,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from data_pipelines.datasets import declared_tasks
 from data_pipelines.pipeline import make_eval_iterator
 from data_pipelines.splits import patient_folds
 from engine.config import TrainConfig
@@ -121,7 +122,9 @@ def study(
                     balanced=config.balanced_weighting(np.bincount(labels).tolist()),
                     select=config.probe_select,
                 )
-                found = metrics.compute_metrics(cv.oof_probabilities, labels, data.class_names)
+                found = metrics.compute_metrics(
+                    cv.oof_probabilities, labels, data.class_names, declared_tasks(config.dataset)
+                )
                 variant = Variant(size, feature_set, flip)
                 yield {
                     "variant": variant.name,

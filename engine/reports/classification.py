@@ -31,7 +31,7 @@ from engine.reports.writers import write_csv, write_json, write_text  # callers 
 def paper_rows(evaluation: metrics.Evaluation) -> list[PaperRow]:
     """The published rows comparable with this evaluation's class set."""
     rows = list(PAPER["oct"]) if metrics.is_oct(evaluation.class_names) else []
-    for task in metrics.binary_tasks(evaluation.class_names):
+    for task in evaluation.tasks:
         rows += PAPER.get(task.name, [])
     return rows
 
@@ -160,7 +160,7 @@ def _roc_charts(evaluation: metrics.Evaluation) -> list[ChartImage]:
     images = []
     paper = paper_rows(evaluation)
     m = evaluation.metrics
-    for task in metrics.binary_tasks(evaluation.class_names):
+    for task in evaluation.tasks:
         fpr, tpr, _ = evaluation.roc[task.name]
         markers = [
             charts.RocMarker(

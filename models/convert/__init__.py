@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.loading import WeightMismatchError, load_flat_state
 from models.metadata import WeightMetadata
+from models.registry import create
 from models.weights_file import WeightFileError
 
 SOURCES = ("keras", "torchvision", "timm", "efficientnet_lite")
@@ -33,9 +35,6 @@ def convert_file(
 
     Raises WeightFileError naming the file when it cannot be read or does not hold ``arch``.
     """
-    import models
-    from models.loading import WeightMismatchError, load_flat_state
-
     mod = source_module(source)
     if arch not in mod.ARCHS:
         raise ValueError(f"--source={source} converts {', '.join(sorted(mod.ARCHS))}; not {arch!r}")
@@ -52,7 +51,7 @@ def convert_file(
         raise WeightFileError(f"{weights}: cannot convert to {arch} from {source}: {e}") from e
     meta = mod.metadata(arch)
     # Prove the params fit the Flax model exactly before anyone writes them to disk.
-    model = models.create(
+    model = create(
         arch, num_classes=meta.num_classes, in_channels=meta.in_channels, **meta.model_kwargs
     )
     try:

@@ -19,11 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from models import weights_file
+from models.convert import convert_file
 from models.convert.name_table import apply_table, entries
 from models.convert.readers import read_torch as read  # noqa: F401  (source API)
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
+from models.efficientnet_lite import LITE0_STAGES, LITE_MEAN, LITE_STD
 from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata
+from models.registry import register_pretrained, weights_cache_dir
 from models.weights_file import WeightFileError
 
 SOURCE = "efficientnet_lite"
@@ -45,8 +49,6 @@ _BLOCK_PARTS = {
 
 
 def _stages(arch: str):
-    from models.efficientnet_lite import LITE0_STAGES
-
     return {"efficientnet_lite0": LITE0_STAGES}[arch]
 
 
@@ -99,8 +101,6 @@ def metadata(arch: str) -> WeightMetadata:
     then resize), centre-crop 224, bicubic (TF's default eval resize), RGB, and
     ``(pixel - 127) / 128`` (``MEAN_RGB = 127``, ``STDDEV_RGB = 128``: inputs in ~[-1, 1]).
     """
-    from models.efficientnet_lite import LITE_MEAN, LITE_STD
-
     if arch not in ARCHS:
         raise ValueError(f"--source={SOURCE} has no metadata for {arch!r}")
     return WeightMetadata(
@@ -136,3 +136,18 @@ def installed_weights_path() -> Path:
     if not path.is_file():
         raise WeightFileError(f"{path}: missing from the installed {PACKAGE} package; reinstall it")
     return path
+
+
+def resolve_in1k() -> Path:
+    """The converted ImageNet weights: the installed ``.pth`` converted once, then cached."""
+    pth = installed_weights_path()
+    out = weights_cache_dir() / "efficientnet_lite0.in1k.npz"
+    if out.is_file() and out.stat().st_mtime >= pth.stat().st_mtime:
+        return out
+    params, meta = convert_file(SOURCE, "efficientnet_lite0", pth)
+    return weights_file.save(out, params, meta)
+
+
+# Pretrained tag -> how to get the converted file (nothing is downloaded); models/__init__
+# imports this module so the tag exists wherever models does.
+register_pretrained("efficientnet_lite0.in1k", resolve_in1k)

@@ -40,6 +40,7 @@ import numpy as np
 from models import inception_v3
 from models.convert.name_table import apply_table
 from models.convert.transforms import identity, ones_like
+from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata
 from models.weights_file import WeightFileError, check_file
 
@@ -70,7 +71,7 @@ def read(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     check_file(path)
     try:
-        import h5py
+        import h5py  # optional (the 'weights' extra): only Keras .h5 files need it
     except ImportError as e:
         raise WeightFileError(
             f"{path}: reading Keras .h5 files needs h5py; install the 'weights' extra"
@@ -216,6 +217,4 @@ def metadata(arch: str) -> WeightMetadata:
     """Preprocessing and provenance of keras.applications' ImageNet Inception-V3 weights."""
     if arch not in ARCHS:
         raise ValueError(f"Keras weights convert to {sorted(ARCHS)}, not {arch!r}")
-    from models.imagenet_classes import imagenet_class_names
-
     return inception_v3.weight_metadata(SOURCE, class_names=imagenet_class_names())

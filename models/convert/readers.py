@@ -21,7 +21,7 @@ def read_torch(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     check_file(path)
     try:
-        import torch
+        import torch  # optional and heavy (the 'weights' extra): only .pth files need it
     except ImportError as e:
         raise WeightFileError(
             f"{path}: reading .pth files needs torch; install the 'weights' extra "
@@ -47,7 +47,7 @@ def read_torch(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def _state_dict_to_numpy(obj: object, path: Path) -> dict[str, np.ndarray]:
-    import torch
+    import torch  # optional and heavy: read_torch checked it is installed
 
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:
@@ -75,7 +75,7 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     check_file(path)
     try:
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load_file  # optional: only .safetensors files need it
     except ImportError as e:
         raise WeightFileError(
             f"{path}: reading .safetensors needs the 'safetensors' package"

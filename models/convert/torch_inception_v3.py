@@ -29,6 +29,7 @@ import numpy as np
 from models import inception_v3
 from models.convert.name_table import apply_table, entries
 from models.convert.transforms import identity, linear_transpose, oihw_to_hwio
+from models.imagenet_classes import imagenet_class_names
 from models.metadata import WeightMetadata
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -107,6 +108,4 @@ def convert(
 def metadata(arch: str, source: str = "torchvision") -> WeightMetadata:
     """Preprocessing and provenance of ``source``'s weights (``inception_v3.WEIGHT_SETS``)."""
     _check(arch, source)
-    from models.imagenet_classes import imagenet_class_names
-
     return inception_v3.weight_metadata(source, class_names=imagenet_class_names())

@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from data_pipelines.datasets import declared_tasks
 from engine.evaluation import metrics
 
 OCT = ("CNV", "DME", "DRUSEN", "NORMAL")
+OCT_TASKS = declared_tasks("oct")
 
 
 def brute_force_auc(is_pos, scores):
@@ -94,7 +96,7 @@ OCT_PREDS = np.array([0, 3, 2, 0, 3, 3, 1, 2])
 
 
 def test_oct_metrics_hand_computed():
-    m = metrics.compute_metrics(one_hot_probs(OCT_PREDS, 4), OCT_LABELS, OCT)
+    m = metrics.compute_metrics(one_hot_probs(OCT_PREDS, 4), OCT_LABELS, OCT, OCT_TASKS)
     assert m["accuracy"] == 3 / 8
     assert m["weighted_error"] == 9 / 8
     # urgent = CNV/DME: true urgent 4, of which 2 predicted urgent; 3 of 4 others not urgent
@@ -112,7 +114,7 @@ def test_oct_metrics_do_not_depend_on_class_order_or_case():
     perm = np.array([3, 2, 1, 0])  # new index of each old class
     names = tuple(OCT[i].lower() for i in np.argsort(perm))
     probs = one_hot_probs(OCT_PREDS, 4)[:, np.argsort(perm)]
-    m = metrics.compute_metrics(probs, perm[OCT_LABELS], names)
+    m = metrics.compute_metrics(probs, perm[OCT_LABELS], names, OCT_TASKS)
     assert m["weighted_error"] == 9 / 8
     assert m["urgent_referral/sensitivity"] == 0.5
     assert m["urgent_referral/auc"] == pytest.approx(10 / 16)
@@ -129,12 +131,17 @@ def test_oct_metrics_do_not_depend_on_class_order_or_case():
 
 
 def test_chest_binary_and_three_class_tasks():
-    assert [t.name for t in metrics.binary_tasks(("NORMAL", "PNEUMONIA"))] == [
+    chest = declared_tasks("chest_xray")
+    assert [t.name for t in metrics.binary_tasks(("NORMAL", "PNEUMONIA"), chest)] == [
         "pneumonia_vs_normal"
     ]
-    assert [t.name for t in metrics.binary_tasks(("bacteria", "virus"))] == ["bacterial_vs_viral"]
-    names = ("NORMAL", "BACTERIA", "VIRUS")
-    assert [t.name for t in metrics.binary_tasks(names)] == [
+    pathogen = declared_tasks("chest_xray_pathogen")
+    assert [t.name for t in metrics.binary_tasks(("BACTERIAL", "VIRAL"), pathogen)] == [
+        "bacterial_vs_viral"
+    ]
+    tasks = declared_tasks("chest_xray_3class")
+    names = ("NORMAL", "BACTERIAL", "VIRAL")
+    assert [t.name for t in metrics.binary_tasks(names, tasks)] == [
         "pneumonia_vs_normal",
         "bacterial_vs_viral",
     ]
@@ -147,7 +154,7 @@ def test_chest_binary_and_three_class_tasks():
         ]
     )
     labels = np.array([0, 1, 1, 2])
-    m = metrics.compute_metrics(probs, labels, names)
+    m = metrics.compute_metrics(probs, labels, names, tasks)
     assert m["pneumonia_vs_normal/sensitivity"] == 2 / 3
     assert m["pneumonia_vs_normal/specificity"] == 1.0
     # bacterial vs viral only on the 3 pneumonia images; score P(b) / (P(b) + P(v))
@@ -156,6 +163,27 @@ def test_chest_binary_and_three_class_tasks():
     assert m["bacterial_vs_viral/specificity"] == 1.0
     # bacterial scores 5/8, 1/3 ; viral 1/4 -> both above: AUC 1
     assert m["bacterial_vs_viral/auc"] == 1.0
+
+
+def test_tasks_are_the_declared_ones_never_guessed_from_class_names():
+    """A plain folder declares nothing: OCT-looking names get no urgent referral there."""
+    assert declared_tasks("folder") == ()
+    assert metrics.binary_tasks(OCT) == []
+    assert "urgent_referral/auc" not in metrics.compute_metrics(np.eye(4), np.arange(4), OCT)
+    # A two-class model always answers its one question: label 1 vs label 0, named as such.
+    (task,) = metrics.binary_tasks(("bacteria", "virus"))
+    assert (task.name, task.positive, task.negative) == ("virus_vs_bacteria", (1,), (0,))
+    # The paper's two-class OCT models: "X vs normal" only for a model of exactly X and NORMAL.
+    assert [t.name for t in metrics.binary_tasks(("NORMAL", "DME"), OCT_TASKS)] == ["dme_vs_normal"]
+    assert [t.name for t in metrics.binary_tasks(OCT, OCT_TASKS)] == ["urgent_referral"]
+    assert metrics.binary_tasks(("CNV", "DME", "NORMAL"), OCT_TASKS) == []
+    (other,) = metrics.binary_tasks(("CNV", "DRUSEN"), OCT_TASKS)
+    assert (other.name, other.positive) == ("drusen_vs_cnv", (1,))
+    (viral,) = metrics.binary_tasks(("NORMAL", "VIRAL"), declared_tasks("chest_xray_3class"))
+    assert (viral.name, viral.positive, viral.positive_label) == ("viral_vs_normal", (1,), "viral")
+    assert [t.name for t in metrics.binary_tasks(OCT, declared_tasks("synthetic"))] == [
+        "urgent_referral"
+    ]
 
 
 def test_generic_folder_classes_get_one_vs_rest():
@@ -212,7 +240,12 @@ class TestBootstrap:
     def test_perfect_classifier_has_degenerate_interval_and_json_output(self):
         labels = np.tile(np.arange(4), 10)
         ev = metrics.evaluate(
-            one_hot_probs(labels, 4), labels, [str(i // 2) for i in range(40)], OCT, n_resamples=100
+            one_hot_probs(labels, 4),
+            labels,
+            [str(i // 2) for i in range(40)],
+            OCT,
+            tasks=OCT_TASKS,
+            n_resamples=100,
         )
         assert ev.ci95["accuracy"] == (1.0, 1.0) and ev.metrics["weighted_error"] == 0.0
         doc = json.loads(json.dumps(ev.to_json()))

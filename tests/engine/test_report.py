@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_pipelines.datasets import declared_tasks
 from engine import anchors
 from engine.evaluation import isl, metrics
 from engine.reports import charts, pages
@@ -30,7 +31,7 @@ def oct_evaluation():
     logits = rng.normal(size=(40, 4)) + 2.5 * np.eye(4)[labels]
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     patients = [f"P{i // 2}" for i in range(40)]
-    ev = metrics.evaluate(probs, labels, patients, OCT, n_resamples=50)
+    ev = metrics.evaluate(probs, labels, patients, OCT, tasks=declared_tasks("oct"), n_resamples=50)
     return ev, probs, labels, patients
 
 
@@ -42,6 +43,7 @@ def test_paper_rows_follow_the_class_set(oct_evaluation):
         np.array([0, 1]),
         ["a", "b"],
         ("NORMAL", "PNEUMONIA"),
+        tasks=declared_tasks("chest_xray"),
         n_resamples=5,
     )
     (row,) = report.paper_rows(chest)
@@ -209,7 +211,14 @@ def test_write_csv_fixed_columns_keep_the_header_of_an_empty_table(tmp_path):
 def test_report_leads_with_balanced_metrics_and_warns_of_ignored_classes(tmp_path):
     labels = np.repeat(np.arange(4), 5)
     probs = np.eye(4)[np.where(labels == 2, 0, labels)] * 0.9 + 0.025  # DRUSEN never predicted
-    ev = metrics.evaluate(probs, labels, [f"P{i}" for i in range(20)], OCT, n_resamples=20)
+    ev = metrics.evaluate(
+        probs,
+        labels,
+        [f"P{i}" for i in range(20)],
+        OCT,
+        tasks=declared_tasks("oct"),
+        n_resamples=20,
+    )
     paths = report.write_report(tmp_path, ev, {"split": "test"}, [])
     doc = json.loads(paths["json"].read_text())
     assert doc["warnings"] == ["class DRUSEN is never predicted: the classifier ignores it"]

@@ -102,6 +102,31 @@ def test_linear_probe_computes_features_once(tiny_config):
     assert not np.allclose(trained.head.kernel[...], initial.head.kernel[...])
 
 
+def test_linear_probe_resumed_equals_uninterrupted(tiny_config):
+    """The probe's batch position is checkpointed like a Grain iterator: resume is bitwise."""
+    mesh = make_mesh(8)
+    straight = tiny_config.replace(
+        transfer="linear_probe",
+        probe_solver="steps",
+        steps=6,  # 36 train images, batch 16: 3 epochs of 2 steps
+        eval_every=3,
+        workdir=tiny_config.workdir + "_straight",
+    )
+    interrupted = straight.replace(workdir=tiny_config.workdir + "_interrupted")
+    train(straight, mesh)
+    first = train(interrupted, mesh, stop=StopAfterSteps(3))
+    assert first.stopped == "test" and first.step == 3
+    saved = Workdir(interrupted.workdir).latest_dir / "3" / "data_iter"
+    assert [p.name for p in saved.glob("*.json")] == ["process_0-of-1.json"]
+    second = train(interrupted, mesh)
+    assert second.resumed_from == 3 and second.step == 6
+    step_a, a = _latest_variables(straight.workdir)
+    step_b, b = _latest_variables(interrupted.workdir)
+    assert step_a == step_b == 6 and a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_resume_refuses_a_different_run(tiny_config):
     mesh = make_mesh(8)
     train(tiny_config.replace(steps=1, eval_every=1), mesh)
