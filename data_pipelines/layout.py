@@ -68,7 +68,7 @@ def _find_child_path(root: Path, relative: str) -> Path | None:
         ]
         if not matches:
             return None
-        current = sorted(matches)[0]
+        current = min(matches)
     return current
 
 

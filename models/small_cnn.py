@@ -6,6 +6,8 @@ Same template and contract as the ImageNet families: returns ``(logits, extras)`
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 from flax import nnx
 
@@ -25,10 +27,7 @@ class SmallCNN(nnx.Module):
     ):
         self.stem = ConvBN(in_channels, widths[0], 3, stride=2, padding=1, rngs=rngs)
         self.stages = nnx.List(
-            [
-                ConvBN(a, b, 3, stride=1, padding=1, rngs=rngs)
-                for a, b in zip(widths[:-1], widths[1:], strict=True)
-            ]
+            [ConvBN(a, b, 3, stride=1, padding=1, rngs=rngs) for a, b in itertools.pairwise(widths)]
         )
         self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
         self.num_features = widths[-1]
