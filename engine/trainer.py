@@ -7,7 +7,8 @@ fits once, :func:`_solved_probe_run`). Every batch iterator, the linear probe's 
 is checkpointed through Grain's ``get_state``/``set_state``, so a resume continues it exactly.
 
 The final test-split report (``config.final_split``) is launch.train's: it runs
-launch.evaluate on the best checkpoint, the one evaluation path with the paper's metrics.
+:func:`engine.evaluation.evaluate.evaluate_run` on the best checkpoint, the one evaluation
+path with the paper's metrics.
 
 Restore order (STYLE.md lesson 12): the workdir's own latest checkpoint (a resume) ->
 ``--init_from`` (another run's best weights, e.g. fine-tuning after a linear probe) ->

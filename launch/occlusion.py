@@ -38,6 +38,7 @@ from pathlib import Path
 import jax
 
 from data_pipelines.image_files import open_image_files
+from engine.anchors import OCCLUSION_LESION_CHECK
 from engine.inference import load_run, require_classification
 from engine.mesh import make_mesh
 from engine.occlusion.study import run_study
@@ -229,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"lesion check: largest-drop window on the lesion in {check.overlap.hits}/"
             f"{check.images_with_lesion} images ({100 * check.overlap.fraction:.1f}%; centred "
-            f"on it: {100 * check.centre.fraction:.1f}%; paper 94.7%)"
+            f"on it: {100 * check.centre.fraction:.1f}%; paper "
+            f"{100 * OCCLUSION_LESION_CHECK['fraction']:.1f}%)"
         )
     return 1 if study.unreadable else 0
 
