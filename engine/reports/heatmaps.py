@@ -27,6 +27,7 @@ from data_pipelines.preprocess import decode, to_channels
 from engine.anchors import OCCLUSION_LESION_CHECK as PAPER_LESION
 from engine.occlusion.sweep import LESION_RULES, OcclusionConfig, OcclusionResult, lesion_hits
 from engine.reports.overlay import GalleryItem, gallery_html, overlay_on_original_png, overlay_png
+from engine.reports.writers import write_npz
 
 LESION_DEFINITIONS = {
     "overlap": "the largest-drop window covers part of the lesion box",
@@ -194,7 +195,7 @@ def write_study(
             lesion_hits_centre=lesion_hits(result, boxes, "centre"),
         )
         check = lesion_summary(result, boxes, labels, class_names)
-    np.savez(out / "heatmaps.npz", **arrays)
+    write_npz(out / "heatmaps.npz", arrays)
 
     items = []
     for i, path in enumerate(tqdm(paths, desc="overlays", disable=not (progress and overlays))):

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import time
 
 import matplotlib
 import numpy as np
@@ -20,6 +21,7 @@ from engine.evaluation import isl, metrics
 from engine.reports import charts, pages
 from engine.reports import classification as report
 from engine.reports.overlay import GalleryItem, gallery_html
+from engine.reports.writers import write_npz
 
 OCT = ("CNV", "DME", "DRUSEN", "NORMAL")
 
@@ -275,3 +277,17 @@ def test_isl_report_page_and_scatter_charts_are_byte_identical_across_runs(tmp_p
     assert page.count('<a href="scatter_') == 2 and "DAPI (r = 0.910)" in page
     assert "MAP2 predicted" in page and page.count("<h3>") == 2  # w1 has no MAP2 panels
     assert page.count("MAP2 predicted</figcaption>") == 1 and "0.8000 - 0.9500" in page
+
+
+def test_npz_arrays_round_trip_with_fixed_timestamps(tmp_path):
+    """heatmaps.npz is byte-identical across runs: no member carries the time it was written."""
+    arrays = {"heatmaps": np.arange(12, dtype=np.float32).reshape(3, 4), "labels": np.array([2, 0])}
+    first = write_npz(tmp_path / "a.npz", arrays)
+    time.sleep(2.1)  # zip timestamps have a 2 s resolution
+    second = write_npz(tmp_path / "b.npz", arrays)
+    assert first.read_bytes() == second.read_bytes()
+    with np.load(first) as loaded:
+        assert sorted(loaded.files) == ["heatmaps", "labels"]
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(loaded[name], array)
+            assert loaded[name].dtype == array.dtype
