@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 
 from data_pipelines.integrity import sha256_file
 from data_pipelines.records import ExampleRecord, ImageSource
@@ -148,3 +149,45 @@ def drop_leaked(source: ImageSource, others: list[ImageSource]) -> ImageSource:
         "/".join(o.split for o in higher),
     )
     return source.replace_records(kept)
+
+
+# One row per leaked file (``launch.audit --out``): which pair, why, and where it is.
+LEAK_COLUMNS = ("pair", "reason", "split", "class", "patient", "path", "identical_to")
+
+
+def records_by_patient(source: ImageSource, patients: set[str]) -> dict[str, list[ExampleRecord]]:
+    """``source``'s records of each patient in ``patients``, in source order."""
+    found: dict[str, list[ExampleRecord]] = defaultdict(list)
+    for record in source.records:
+        if record.patient in patients:
+            found[record.patient].append(record)
+    return found
+
+
+def leaked_files(splits: dict[str, ImageSource], audit: PairAudit) -> Iterator[dict[str, str]]:
+    """Every file of ``audit``'s two splits that leaks: shared patients first, then copies."""
+    pair = f"{audit.first} x {audit.second}"
+    sources = (splits[audit.first], splits[audit.second])
+    shared = [records_by_patient(source, set(audit.shared_patients)) for source in sources]
+    for patient in audit.shared_patients:
+        for source, records in zip(sources, shared, strict=True):
+            for record in records[patient]:
+                yield _leak_row(pair, "shared_patient", source, record, "")
+    by_path = [{r.path: r for r in source.records} for source in sources]
+    for first, second in audit.duplicates:
+        yield _leak_row(pair, "identical_file", sources[0], by_path[0][first], second)
+        yield _leak_row(pair, "identical_file", sources[1], by_path[1][second], first)
+
+
+def _leak_row(
+    pair: str, reason: str, source: ImageSource, record: ExampleRecord, identical_to: str
+) -> dict[str, str]:
+    return {
+        "pair": pair,
+        "reason": reason,
+        "split": source.split,
+        "class": source.class_names[record.label],
+        "patient": record.patient,
+        "path": record.path,
+        "identical_to": identical_to,
+    }

@@ -59,6 +59,7 @@ from engine.optim import make_optimizer
 from engine.preemption import StopRequest
 from engine.progress import ProgressBar
 from engine.reports import classification as report
+from engine.reports.predictions import prediction_rows
 from engine.resume import check_resumable
 from engine.run_data import RunData, open_run_data
 from engine.run_log import RunLog
@@ -435,7 +436,7 @@ def write_cv_report(out: Path, solved: Any, class_names: tuple[str, ...], config
         "nested_cv_l2": solved.cv.outer_l2.tolist(),
         "l2_table": solved.cv.table(),
     }
-    rows = report.prediction_rows(
+    rows = prediction_rows(
         [r.path for r in solved.records],
         patients,
         solved.labels,

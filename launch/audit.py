@@ -17,52 +17,17 @@ import csv
 import json
 import logging
 import sys
-from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
-from data_pipelines.leakage import PairAudit, audit_splits
-from data_pipelines.records import ExampleRecord, ImageSource
+from data_pipelines.leakage import (
+    LEAK_COLUMNS,
+    PairAudit,
+    audit_splits,
+    leaked_files,
+    records_by_patient,
+)
+from data_pipelines.records import ImageSource
 from data_pipelines.sources import DATASETS, open_splits
-
-CSV_COLUMNS = ("pair", "reason", "split", "class", "patient", "path", "identical_to")
-
-
-def _by_patient(source: ImageSource, patients: set[str]) -> dict[str, list[ExampleRecord]]:
-    found: dict[str, list[ExampleRecord]] = defaultdict(list)
-    for record in source.records:
-        if record.patient in patients:
-            found[record.patient].append(record)
-    return found
-
-
-def leaked_files(splits: dict[str, ImageSource], audit: PairAudit) -> Iterator[dict[str, str]]:
-    """Every file of ``audit``'s two splits that leaks: shared patients first, then copies."""
-    pair = f"{audit.first} x {audit.second}"
-    sources = (splits[audit.first], splits[audit.second])
-    shared = [_by_patient(source, set(audit.shared_patients)) for source in sources]
-    for patient in audit.shared_patients:
-        for source, records in zip(sources, shared, strict=True):
-            for record in records[patient]:
-                yield _row(pair, "shared_patient", source, record, "")
-    by_path = [{r.path: r for r in source.records} for source in sources]
-    for first, second in audit.duplicates:
-        yield _row(pair, "identical_file", sources[0], by_path[0][first], second)
-        yield _row(pair, "identical_file", sources[1], by_path[1][second], first)
-
-
-def _row(
-    pair: str, reason: str, source: ImageSource, record: ExampleRecord, identical_to: str
-) -> dict[str, str]:
-    return {
-        "pair": pair,
-        "reason": reason,
-        "split": source.split,
-        "class": source.class_names[record.label],
-        "patient": record.patient,
-        "path": record.path,
-        "identical_to": identical_to,
-    }
 
 
 def write_csv(path: Path, splits: dict[str, ImageSource], audits: list[PairAudit]) -> int:
@@ -70,7 +35,7 @@ def write_csv(path: Path, splits: dict[str, ImageSource], audits: list[PairAudit
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=LEAK_COLUMNS)
         writer.writeheader()
         for audit in audits:
             for row in leaked_files(splits, audit):
@@ -93,7 +58,7 @@ def _table(name: str, splits: dict[str, ImageSource], audits: list[PairAudit], s
             + (f"  examples per class: {audit.patient_examples}" if audit.shared_patients else "")
         )
         named = audit.shared_patients[:show]
-        files = {s: _by_patient(splits[s], set(named)) for s in (audit.first, audit.second)}
+        files = {s: records_by_patient(splits[s], set(named)) for s in (audit.first, audit.second)}
         for patient in named:
             lines.append(f"      patient {patient}:")
             for split, records in files.items():
@@ -158,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="write every leaked file as CSV: " + ", ".join(CSV_COLUMNS),
+        help="write every leaked file as CSV: " + ", ".join(LEAK_COLUMNS),
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

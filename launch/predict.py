@@ -42,7 +42,8 @@ from engine.mesh import make_mesh
 from engine.occlusion.study import run_study
 from engine.occlusion.sweep import OcclusionConfig
 from engine.pretrained import Prediction, classify, load_weights_file_model
-from engine.reports import classification as report
+from engine.reports import writers
+from engine.reports.predictions import prediction_rows
 from launch.occlusion import add_method_flags, method_fields, print_fidelity
 
 HEATMAP_MAX_BATCH = 32  # occluded copies per forward pass of --heatmaps
@@ -50,7 +51,7 @@ CSV_COLUMNS = ("path", "rank", "class_index", "class_name", "probability")
 
 
 def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
-    """One row per image and rank (``CSV_COLUMNS``), through ``engine.reports.classification.write_csv``."""
+    """One row per image and rank (``CSV_COLUMNS``), through ``engine.reports.writers.write_csv``."""
     rows = [
         dict(zip(CSV_COLUMNS, (p.path, rank, i, name, f"{prob:.6f}")))
         for p in predictions
@@ -58,7 +59,7 @@ def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
             zip(p.class_indices, p.class_names, p.probabilities), start=1
         )
     ]
-    report.write_csv(out, rows, columns=CSV_COLUMNS)
+    writers.write_csv(out, rows, columns=CSV_COLUMNS)
 
 
 def format_prediction(p: Prediction) -> str:
@@ -175,7 +176,7 @@ def predict_workdir(args: argparse.Namespace) -> int:
         mesh = make_mesh()
         found = predict_files(trained, files, mesh)
         unreadable = found.unreadable
-        rows = report.prediction_rows(
+        rows = prediction_rows(
             found.paths, found.patients, found.labels, found.probabilities, names
         )
         for row, p in zip(rows, found.probabilities):
@@ -185,7 +186,7 @@ def predict_workdir(args: argparse.Namespace) -> int:
                 + " ".join(f"{n}={100 * q:.1f}%" for n, q in zip(names, p))
             )
         if args.out is not None:
-            report.write_csv(args.out, rows)
+            writers.write_csv(args.out, rows)
             print(f"wrote {args.out} ({len(rows)} images)")
         if (args.heatmaps or args.heatmaps_dir is not None) and found.paths:
             out_dir = args.heatmaps_dir or Path(args.workdir) / "heatmaps"

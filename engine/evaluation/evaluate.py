@@ -27,6 +27,7 @@ from engine.evaluation.isl import evaluate_isl
 from engine.evaluation.request import EvalData
 from engine.inference import SkippedImages, TrainedRun
 from engine.reports import classification as report
+from engine.reports.predictions import prediction_rows
 from engine.run_data import open_split
 from engine.workdir import library_versions
 
@@ -127,9 +128,7 @@ def evaluate_run(
     }
     if jax.process_index() != 0:
         return {}
-    rows = report.prediction_rows(
-        [r.path for r in records], patients, labels, probs, run.class_names
-    )
+    rows = prediction_rows([r.path for r in records], patients, labels, probs, run.class_names)
     paths = report.write_report(out, evaluation, provenance, rows)
     print_summary(evaluation)
     return paths

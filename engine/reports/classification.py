@@ -43,31 +43,6 @@ def _key(row: PaperRow, metric: str) -> str:
 # ----------------------------------------------------------------------------- CSV
 
 
-def prediction_rows(
-    paths: Sequence[str],
-    patients: Sequence[str],
-    labels: np.ndarray,
-    probs: np.ndarray,
-    class_names: Sequence[str],
-) -> list[dict[str, Any]]:
-    """One dict per image: path, patient, label, probabilities, prediction, referral."""
-    predictions = np.argmax(probs, axis=1)
-    referrals = metrics.referral_decisions(class_names, predictions)
-    rows = []
-    for i, path in enumerate(paths):
-        label = int(labels[i]) if labels is not None and labels[i] >= 0 else None
-        row = {
-            "path": path,
-            "patient": patients[i] if patients is not None else "",
-            "label": class_names[label] if label is not None else "",
-            "prediction": class_names[int(predictions[i])],
-        }
-        row.update({f"p_{name}": f"{float(probs[i, c]):.6f}" for c, name in enumerate(class_names)})
-        row["referral"] = referrals[i]
-        rows.append(row)
-    return rows
-
-
 # ----------------------------------------------------------------------------- JSON
 
 

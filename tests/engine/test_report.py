@@ -21,6 +21,7 @@ from engine.evaluation import isl, metrics
 from engine.reports import charts, pages
 from engine.reports import classification as report
 from engine.reports.overlay import GalleryItem, gallery_html
+from engine.reports.predictions import prediction_rows
 from engine.reports.writers import write_npz
 
 OCT = ("CNV", "DME", "DRUSEN", "NORMAL")
@@ -59,7 +60,7 @@ def test_paper_rows_follow_the_class_set(oct_evaluation):
 def test_report_files(tmp_path, oct_evaluation):
     ev, probs, labels, patients = oct_evaluation
     paths = [f"test/{OCT[y]}/{OCT[y]}-{p}-1.jpeg" for y, p in zip(labels, patients)]
-    rows = report.prediction_rows(paths, patients, labels, probs, OCT)
+    rows = prediction_rows(paths, patients, labels, probs, OCT)
     provenance = {"model": "small_cnn", "dataset": "synthetic", "git_commit": "abc"}
     out = report.write_report(tmp_path, ev, provenance, rows)
 
@@ -178,7 +179,7 @@ def test_report_files_are_byte_identical_across_runs(tmp_path, oct_evaluation):
     """Same evaluation, two output folders: every file, byte for byte (charts included)."""
     ev, probs, labels, patients = oct_evaluation
     paths = [f"test/{OCT[y]}/{OCT[y]}-{p}-1.jpeg" for y, p in zip(labels, patients)]
-    rows = report.prediction_rows(paths, patients, labels, probs, OCT)
+    rows = prediction_rows(paths, patients, labels, probs, OCT)
     provenance = {"model": "small_cnn", "classes": list(OCT), "git_commit": "abc"}
     for name in ("a", "b"):
         report.write_report(tmp_path / name, ev, provenance, rows)
