@@ -46,8 +46,9 @@ from engine.inference import load_run
 from engine.loop import StepSetup
 from engine.losses import masked_pixel_cross_entropy
 from engine.mesh import batch_sharding
+from engine.predictor import Predictor, eval_states
 from engine.state import ModelDef, TrainState
-from engine.steps import Forward, TrainStep, compute_dtype, jit_train_step, make_forward
+from engine.steps import TrainStep, compute_dtype, jit_train_step
 from models.loading import flat_state, load_flat_state
 
 if TYPE_CHECKING:  # the trainer calls this module: a runtime import would be a cycle
@@ -228,18 +229,19 @@ class DenseTask:
         step_fn = make_dense_train_step(model_def, run.tx, run.schedule, config, mesh)
         evaluate = None
         if data.val is not None:
-            forward = make_forward(
-                model_def.graphdef_eval,
-                data.metadata,
-                mesh,
-                output="expected",
-                dtype=compute_dtype(config.dtype),
+            predictor = Predictor.from_train_state(
+                model_def, run.state, data.metadata, mesh, dtype=compute_dtype(config.dtype)
             )
             eval_batch = config.eval_batch_size or batch
 
             def evaluate(state: TrainState) -> dict[str, float]:
-                states = (state.params, state.frozen, state.batch_stats, model_def.rest)
-                predictions = predict_wells(forward, states, data.val, geometry, eval_batch, mesh)
+                predictions = predict_wells(
+                    predictor,
+                    data.val,
+                    geometry,
+                    eval_batch,
+                    variables=eval_states(model_def, state),
+                )
                 return pearson_summary(predictions, data.val, n_resamples=0)
 
         return StepSetup(step_fn, data_iter, evaluate)
@@ -303,14 +305,23 @@ def _global_rows(rows: np.ndarray, mesh: Mesh) -> jax.Array:
 
 
 def predict_wells(
-    forward: Forward, states: Any, source: Any, geometry: Geometry, batch: int, mesh: Mesh
+    predictor: Predictor,
+    source: Any,
+    geometry: Geometry,
+    batch: int,
+    *,
+    variables: tuple[Any, ...] | None = None,
 ) -> list[np.ndarray]:
     """Predicted images ``[H, W, L]`` (expected intensities) of every well of ``source``.
 
-    Each well is tiled (``data_pipelines.isl.tile_well``), tiles go through the sharded eval
-    forward in batches of ``batch`` (rounded to the device count; the last one zero-padded
-    and its padding dropped), and the output tiles are stitched back.
+    Each well is tiled (``data_pipelines.isl.tile_well``), tiles go through the predictor's
+    sharded forward in batches of ``batch`` (rounded to the device count; the last one
+    zero-padded and its padding dropped), and the output tiles are stitched back. Tiles are
+    not a data source of eval batches, so the tiling loop stays here; the forward is the
+    predictor's. ``variables``: newer states of its model (validation during training).
     """
+    forward, mesh = predictor.forward("expected"), predictor.mesh
+    states = predictor.variables if variables is None else variables
     batch = max(mesh.size, batch // mesh.size * mesh.size)
     out = []
     for index in range(len(source)):

@@ -2,8 +2,8 @@
 
 Kermany et al. froze every convolution of an ImageNet Inception-V3, computed each image's
 pooled "bottleneck" once, and trained only a new softmax layer on those (Adam, lr 1e-3,
-batches of 1,000, ~100 epochs). Here the backbone runs once over every image (sharded over
-the mesh, eval mode) to its ``pre_logits``; the features are kept on the host and in
+batches of 1,000, ~100 epochs). Here the backbone runs once over every image (the engine's
+one ``engine.predictor.Predictor``: sharded over the mesh, eval mode) to its ``pre_logits``; the features are kept on the host and in
 ``<workdir>/cache/`` (so a resumed run skips them). Then only the classifier trains:
 
 - ``probe_solver="lbfgs"`` (default): :func:`solve_probe` solves it outright on train + val
@@ -32,16 +32,16 @@ from jax.sharding import Mesh
 from data_pipelines.pipeline import make_eval_iterator
 from data_pipelines.splits import class_balanced_order, patient_folds
 from engine.config import TrainConfig
-from engine.evaluation.validation import classification_metrics, gather_outputs
+from engine.evaluation.validation import classification_metrics
 from engine.inference import SkippedImages
 from engine.losses import cross_entropy
 from engine.mesh import batch_sharding, place_replicated
+from engine.predictor import Predictor
 from engine.probe_fit import DEFAULT_L2_GRID, LinearClassifier, ProbeCV, cross_validate
 from engine.run_log import RunLog
-from engine.state import ModelDef, TrainState
-from engine.steps import compute_dtype, jit_train_step, make_forward, step_metrics
+from engine.state import TrainState
+from engine.steps import jit_train_step, step_metrics
 from engine.workdir import Workdir
-from models.metadata import WeightMetadata
 
 FEATURES = "pre_logits"
 
@@ -94,11 +94,8 @@ class SplitFeatures(NamedTuple):
 class FeatureExtractor:
     """The frozen backbone features are read from, and where they are cached and logged."""
 
-    model_def: ModelDef
-    state: TrainState
+    predictor: Predictor  # the run's model in eval mode (``Predictor.from_train_state``)
     config: TrainConfig
-    metadata: WeightMetadata
-    mesh: Mesh
     eval_cfg: Any  # data_pipelines PreprocessConfig, no augmentation
     workdir: Workdir
     log: RunLog
@@ -121,23 +118,18 @@ def cached_features(extractor: FeatureExtractor, source: Any) -> SplitFeatures:
             features, index = cache["features"], cache["index"]
         log.event("features", split=split, computed=0, cached=len(features), path=str(path))
         return SplitFeatures(features, all_labels[index], [records[i] for i in index])
-    model_def, mesh = extractor.model_def, extractor.mesh
-    forward = make_forward(
-        model_def.graphdef_eval,
-        extractor.metadata,
-        mesh,
-        output=FEATURES,
-        dtype=compute_dtype(config.dtype),
-    )
+    predictor = extractor.predictor
     batch = config.eval_batch_size or config.batch_size
     batches = SkippedImages(
         make_eval_iterator(
-            source, extractor.eval_cfg, global_batch_size=batch, mesh=mesh, workers=config.workers
+            source,
+            extractor.eval_cfg,
+            global_batch_size=batch,
+            mesh=predictor.mesh,
+            workers=config.workers,
         )
     )
-    state = extractor.state
-    states = (state.params, state.frozen, state.batch_stats, model_def.rest)
-    features, index = gather_outputs(forward, states, batches)
+    features, index = predictor.predict(batches, FEATURES)
     if not np.array_equal(index, batches.expected(len(source))):
         raise RuntimeError(
             f"feature extraction over {split} did not see every example exactly once"

@@ -1,9 +1,15 @@
-"""One trained classifier's forward on a mesh: what evaluation, prediction and occlusion run.
+"""One classifier's forward on a mesh: the engine's one inference path.
+
+Validation during training, evaluation, prediction, the linear probe's feature caching, the
+dense task's well tiling and occlusion all run through a :class:`Predictor`:
 
     predictor = Predictor(run.model, run.metadata, mesh)
     probs, index = predictor.predict(make_eval_iterator(source, ...))   # a data source
     probs = predictor.probabilities(images)                             # uint8 host images
     occlusion_sensitivity(predictor.apply_fn, predictor.variables, images, ...)
+
+    predictor = Predictor.from_train_state(model_def, state, metadata, mesh)   # the trainer's
+    probs, index = predictor.predict(batches, variables=eval_states(model_def, newer_state))
 
 Every path is ``engine.steps.model_forward`` (normalisation on the device with the weights'
 mean/std, softmax in float32) jitted by ``engine.steps.shard_forward`` (images sharded on the
@@ -22,7 +28,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from engine.evaluation.validation import gather_outputs
-from engine.state import place_replicated_keys
+from engine.state import ModelDef, TrainState, place_replicated_keys
 from engine.steps import Forward, make_forward, model_forward
 from models.metadata import WeightMetadata
 
@@ -54,6 +60,22 @@ class Predictor:
         predictor = cls.__new__(cls)
         predictor._setup(graphdef, tuple(states), metadata, mesh, dtype)
         return predictor
+
+    @classmethod
+    def from_train_state(
+        cls,
+        model_def: ModelDef,
+        state: TrainState,
+        metadata: WeightMetadata,
+        mesh: Mesh,
+        *,
+        dtype: Any = jnp.float32,
+    ) -> Predictor:
+        """The trainer's model in eval mode: validation, feature caching and the dense task's
+        well tiling predict with it, passing each newer state as ``eval_states``."""
+        return cls.from_states(
+            model_def.graphdef_eval, eval_states(model_def, state), metadata, mesh, dtype=dtype
+        )
 
     def _setup(self, graphdef, variables, metadata, mesh, dtype) -> None:
         self.graphdef, self.variables = graphdef, variables
@@ -99,6 +121,11 @@ class Predictor:
             )
             self._forwards["pixel_probabilities"] = forward
         return host_batched(forward, self.variables, images, max_batch=max_batch, mesh=self.mesh)
+
+
+def eval_states(model_def: ModelDef, state: TrainState) -> tuple[Any, ...]:
+    """The states ``model_def.graphdef_eval`` merges with, taken from a train ``state``."""
+    return (state.params, state.frozen, state.batch_stats, model_def.rest)
 
 
 def host_batched(

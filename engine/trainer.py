@@ -38,7 +38,7 @@ from data_pipelines.pipeline import make_eval_iterator, make_train_iterator
 from engine.checkpoints import RunCheckpoints
 from engine.config import TrainConfig
 from engine.evaluation import metrics
-from engine.evaluation.validation import classification_metrics, gather_outputs
+from engine.evaluation.validation import classification_metrics
 from engine.hooks import CheckpointHook, LogHook, ValidationHook
 from engine.inference import load_run
 from engine.linear_probe import (
@@ -56,6 +56,7 @@ from engine.loop import Hook, StepSetup, train_loop
 from engine.losses import balanced_class_weights
 from engine.mesh import place_replicated
 from engine.optim import make_optimizer
+from engine.predictor import Predictor, eval_states
 from engine.preemption import StopRequest
 from engine.progress import ProgressBar
 from engine.reports import classification as report
@@ -64,7 +65,7 @@ from engine.resume import check_resumable
 from engine.run_data import RunData, open_run_data
 from engine.run_log import RunLog
 from engine.state import ModelDef, TrainState, build_model, init_train_state, resolve_pretrained
-from engine.steps import compute_dtype, make_forward, make_train_step
+from engine.steps import compute_dtype, make_train_step
 from engine.tasks import dense_task
 from engine.workdir import Workdir
 from engine.workdir_lock import WorkdirLock
@@ -125,16 +126,22 @@ def resolved_config(
 
 
 def _image_evaluator(
-    forward: Any, model_def: Any, source: Any, eval_cfg: Any, batch: int, mesh: Mesh, workers: int
+    predictor: Predictor,
+    model_def: ModelDef,
+    source: Any,
+    eval_cfg: Any,
+    batch: int,
+    mesh: Mesh,
+    workers: int,
 ):
+    """Validation metrics of the current train state, through the run's one ``predictor``."""
     labels = np.asarray([r.label for r in source.records], np.int32)
 
     def evaluate(state: Any) -> dict[str, float]:
         batches = make_eval_iterator(
             source, eval_cfg, global_batch_size=batch, mesh=mesh, workers=workers
         )
-        states = (state.params, state.frozen, state.batch_stats, model_def.rest)
-        probs, index = gather_outputs(forward, states, batches)
+        probs, index = predictor.predict(batches, variables=eval_states(model_def, state))
         return classification_metrics(probs, labels[index])
 
     return evaluate
@@ -290,14 +297,22 @@ def build_run(config: TrainConfig, mesh: Mesh, cleanup: contextlib.ExitStack) ->
     )
 
 
+def _run_predictor(run: BuiltRun) -> Predictor:
+    """The run's model in eval mode on its mesh, in the run's compute dtype."""
+    return Predictor.from_train_state(
+        run.model_def,
+        run.state,
+        run.data.metadata,
+        run.mesh,
+        dtype=compute_dtype(run.config.dtype),
+    )
+
+
 def _feature_extractor(run: BuiltRun) -> FeatureExtractor:
     """The run's frozen backbone as the linear probe's feature source."""
     return FeatureExtractor(
-        model_def=run.model_def,
-        state=run.state,
+        predictor=_run_predictor(run),
         config=run.config,
-        metadata=run.data.metadata,
-        mesh=run.mesh,
         eval_cfg=run.data.eval_cfg,
         workdir=run.workdir,
         log=run.run_log,
@@ -358,11 +373,8 @@ def _image_setup(run: BuiltRun) -> StepSetup:
     )
     evaluate = None
     if data.val is not None:
-        forward = make_forward(
-            run.model_def.graphdef_eval, data.metadata, mesh, dtype=compute_dtype(config.dtype)
-        )
         evaluate = _image_evaluator(
-            forward,
+            _run_predictor(run),
             run.model_def,
             data.val,
             data.eval_cfg,

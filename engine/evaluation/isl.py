@@ -22,7 +22,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh
 from PIL import Image
 
@@ -30,11 +29,10 @@ from engine.dense_task import model_geometry, open_source, predict_wells
 from engine.evaluation.pixel_metrics import pearson_by_label, well_sums
 from engine.evaluation.request import EvalData
 from engine.inference import TrainedRun
+from engine.predictor import Predictor
 from engine.reports import charts
 from engine.reports.pages import ChartImage, chart_file_name, render
 from engine.reports.writers import write_json, write_text
-from engine.state import place_replicated_keys
-from engine.steps import make_forward
 from engine.workdir import library_versions
 
 log = logging.getLogger(__name__)
@@ -72,10 +70,8 @@ def evaluate_isl(
         f"{len(source)} wells, tiles {geometry.eval_in} -> {geometry.eval_out} px, {mesh.size} device(s)",
         flush=True,
     )
-    graphdef, state = nnx.split(trained.model)
-    forward = make_forward(graphdef, trained.metadata, mesh, output="expected")
     predictions = predict_wells(
-        forward, (place_replicated_keys(state, mesh),), source, geometry, batch, mesh
+        Predictor(trained.model, trained.metadata, mesh), source, geometry, batch
     )
     sums = [
         well_sums(p, source[i]["target"], source[i]["target_mask"])

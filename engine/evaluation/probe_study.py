@@ -27,11 +27,10 @@ from data_pipelines.pipeline import make_eval_iterator
 from data_pipelines.splits import patient_folds
 from engine.config import TrainConfig
 from engine.evaluation import metrics
-from engine.evaluation.validation import gather_outputs
+from engine.predictor import Predictor
 from engine.probe_fit import cross_validate
 from engine.run_data import open_run_data
-from engine.state import build_model, place_replicated_keys, resolve_pretrained
-from engine.steps import make_forward
+from engine.state import build_model, resolve_pretrained
 
 FEATURE_SETS = ("pre_logits", "multi_stage")
 HEADLINE = ("balanced_accuracy", "accuracy", "weighted_error", "urgent_referral/auc")
@@ -55,12 +54,19 @@ def _feature_layout(model: nnx.Module, channels: int) -> tuple[tuple[str, ...], 
     return names, [int(extras[n].shape[-1]) for n in names]
 
 
-def _extract(forward: Any, state: Any, source: Any, cfg: Any, mesh: Mesh, batch: int, flip: bool):
+def _extract(
+    predictor: Predictor,
+    names: tuple[str, ...],
+    source: Any,
+    cfg: Any,
+    batch: int,
+    flip: bool,
+):
     def batches() -> Iterator[dict[str, Any]]:
-        for b in make_eval_iterator(source, cfg, global_batch_size=batch, mesh=mesh):
+        for b in make_eval_iterator(source, cfg, global_batch_size=batch, mesh=predictor.mesh):
             yield b | {"image": b["image"][:, :, ::-1]} if flip else b
 
-    out, index = gather_outputs(forward, (state,), batches())
+    out, index = predictor.predict(batches(), names)
     if len(index) != len(source):
         raise RuntimeError(f"{source.name}/{source.split}: {len(index)} of {len(source)} images")
     return out
@@ -93,16 +99,14 @@ def study(
         model = build_model(sized, num_classes)
         model.eval()
         names, widths = _feature_layout(model, config.in_channels)
-        graphdef, state = nnx.split(model)
-        state = place_replicated_keys(state, mesh)
-        forward = make_forward(graphdef, data.metadata, mesh, output=names)
+        predictor = Predictor(model, data.metadata, mesh)
         batch = max(mesh.size, (config.eval_batch_size or 32) // mesh.size * mesh.size)
         columns = dict(zip(names, np.split(np.arange(sum(widths)), np.cumsum(widths)[:-1])))
         pooled = {}
         for flip in sorted(set(flips) | {False}):
             start = time.perf_counter()
             pooled[flip] = np.concatenate(
-                [_extract(forward, state, s, data.eval_cfg, mesh, batch, flip) for s in sources]
+                [_extract(predictor, names, s, data.eval_cfg, batch, flip) for s in sources]
             )
             seconds = time.perf_counter() - start
         for flip in flips:
