@@ -70,7 +70,9 @@ def resize_encode(path: str, short_side: int, image_format: str, quality: int) -
     return out.getvalue()
 
 
-class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
+# Not registered in TFDS's global name table: they are used by class (BUILDERS), and a second
+# import of this module (a reloaded module, a test importing each module afresh) would collide.
+class _KermanyBuild(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Shared builder: the split folders of the manual dir -> ArrayRecord, pre-resized."""
 
     VERSION = tfds.core.Version(VERSION)
@@ -143,14 +145,14 @@ class _KermanyBuild(tfds.core.GeneratorBasedBuilder):
         report_skipped(skipped, f"prepare {self.DATASET}/{source.split}")
 
 
-class KermanyOct(_KermanyBuild):
+class KermanyOct(_KermanyBuild, skip_registration=True):
     """OCT: CNV / DME / DRUSEN / NORMAL."""
 
     DATASET = "oct"
     CLASS_FOLDERS = ("CNV", "DME", "DRUSEN", "NORMAL")
 
 
-class KermanyChestXray(_KermanyBuild):
+class KermanyChestXray(_KermanyBuild, skip_registration=True):
     """Chest X-ray: NORMAL / PNEUMONIA (pathogen kept in the stored file names)."""
 
     DATASET = "chest_xray"
