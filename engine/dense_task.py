@@ -47,6 +47,7 @@ from engine.loop import StepSetup
 from engine.losses import masked_pixel_cross_entropy
 from engine.mesh import batch_sharding
 from engine.predictor import Predictor, eval_states
+from engine.run_data import RunData
 from engine.state import ModelDef, TrainState
 from engine.steps import TrainStep, compute_dtype, jit_train_step
 from models.loading import flat_state, load_flat_state
@@ -142,11 +143,7 @@ class DenseTask:
 
     name = "isl"
 
-    def open_data(self, config: TrainConfig, metadata: Any = None) -> Any:
-        # Local: engine.trainer dispatches to this module (moves to engine.run_data, which
-        # this module can import at the top).
-        from engine.trainer import RunData
-
+    def open_data(self, config: TrainConfig, metadata: Any = None) -> RunData:
         common = {
             "labels": config.labels,
             "z_planes": config.in_channels,

@@ -51,7 +51,7 @@ class RunRecord:
 
     @property
     def eval_batch_size(self) -> int:
-        """The global batch size the run validated with."""
+        """The eval batch size the run asked for: evaluation's default batch."""
         return self.config.eval_batch_size or self.config.batch_size
 
     def eval_preprocess(self) -> PreprocessConfig:

@@ -64,6 +64,7 @@ from engine.reports.predictions import prediction_rows
 from engine.resume import check_resumable
 from engine.run_data import RunData, open_run_data
 from engine.run_log import RunLog
+from engine.run_record import RunRecord
 from engine.state import ModelDef, TrainState, build_model, init_train_state, resolve_pretrained
 from engine.steps import compute_dtype, make_train_step
 from engine.tasks import dense_task
@@ -113,16 +114,18 @@ def solved_probe(config: TrainConfig) -> bool:
 def resolved_config(
     config: TrainConfig, data: RunData, batch: int, total_steps: int
 ) -> dict[str, Any]:
-    """config.json: the TrainConfig plus what the data and the weights decided."""
-    return config.to_dict() | {
-        "num_classes": len(data.class_names),
-        "class_names": list(data.class_names),
-        "metadata": json.loads(data.metadata.to_json()),
-        "global_batch_size": batch,
-        "total_steps": total_steps,
-        "train_examples": len(data.train),
-        "val_examples": None if data.val is None else len(data.val),
-    }
+    """config.json: the TrainConfig plus what the data and the weights decided (the
+    :class:`~engine.run_record.RunRecord` that evaluation, prediction and occlusion read)."""
+    record = RunRecord(
+        config,
+        tuple(data.class_names),
+        data.metadata,
+        global_batch_size=batch,
+        total_steps=total_steps,
+        train_examples=len(data.train),
+        val_examples=None if data.val is None else len(data.val),
+    )
+    return record.to_dict()
 
 
 def _image_evaluator(

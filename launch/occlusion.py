@@ -41,6 +41,7 @@ from data_pipelines.image_files import open_image_files
 from engine.anchors import OCCLUSION_LESION_CHECK
 from engine.inference import load_run, require_classification
 from engine.mesh import make_mesh
+from engine.occlusion.fidelity import Fidelity
 from engine.occlusion.study import run_study
 from engine.occlusion.sweep import (
     APPROXIMATE_DRILL_DOWN,
@@ -162,14 +163,14 @@ def method_fields(args: argparse.Namespace) -> dict:
     }
 
 
-def print_fidelity(scores: dict, seconds: float) -> None:
+def print_fidelity(scores: Fidelity, seconds: float) -> None:
     """The approximate method's fidelity to the exact map, in one line."""
     print(
-        f"approximate vs exact ({scores['images']} images): peak window agrees on "
-        f"{100 * scores['peak_agreement']:.1f}% (overlaps on "
-        f"{100 * scores['peak_overlap']:.1f}%), SSIM mean {scores['ssim_mean']:.3f} "
-        f"(min {scores['ssim_min']:.3f}); approximate {seconds:.1f} s, exact "
-        f"{scores['exact_seconds']:.1f} s",
+        f"approximate vs exact ({scores.images} images): peak window agrees on "
+        f"{100 * scores.peak_agreement:.1f}% (overlaps on "
+        f"{100 * scores.peak_overlap:.1f}%), SSIM mean {scores.ssim_mean:.3f} "
+        f"(min {scores.ssim_min:.3f}); approximate {seconds:.1f} s, exact "
+        f"{scores.exact_seconds:.1f} s",
         flush=True,
     )
 

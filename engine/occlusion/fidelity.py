@@ -13,6 +13,8 @@ of the same images:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 
@@ -48,7 +50,26 @@ def ssim(test: np.ndarray, reference: np.ndarray, *, sigma: float = 1.5) -> floa
     return float(inner.mean())
 
 
-def compare(approximate, exact) -> dict[str, float]:
+@dataclasses.dataclass(frozen=True)
+class Fidelity:
+    """An approximate map set against the exact one; ``summary.json``'s ``fidelity`` entry."""
+
+    images: int
+    peak_agreement: float  # same largest-drop window
+    peak_overlap: float  # largest-drop windows overlap
+    ssim_mean: float
+    ssim_min: float
+    max_abs_error: float
+    exact_seconds: float | None = None  # what the exact reference cost, when timed
+
+    def to_dict(self) -> dict[str, float]:
+        out = dataclasses.asdict(self)
+        if self.exact_seconds is None:
+            del out["exact_seconds"]
+        return out
+
+
+def compare(approximate, exact) -> Fidelity:
     """Fidelity of an approximate ``OcclusionResult`` against the exact one (same images)."""
     if approximate.drops.shape != exact.drops.shape:
         raise ValueError(f"maps differ in shape: {approximate.drops.shape} vs {exact.drops.shape}")
@@ -58,11 +79,11 @@ def compare(approximate, exact) -> dict[str, float]:
         np.minimum(a[:, 3], e[:, 3]) > np.maximum(a[:, 1], e[:, 1])
     )
     scores = [ssim(x, y) for x, y in zip(approximate.drops, exact.drops, strict=True)]
-    return {
-        "images": len(scores),
-        "peak_agreement": float(same.mean()),
-        "peak_overlap": float(overlap.mean()),
-        "ssim_mean": float(np.mean(scores)),
-        "ssim_min": float(np.min(scores)),
-        "max_abs_error": float(np.abs(approximate.drops - exact.drops).max()),
-    }
+    return Fidelity(
+        images=len(scores),
+        peak_agreement=float(same.mean()),
+        peak_overlap=float(overlap.mean()),
+        ssim_mean=float(np.mean(scores)),
+        ssim_min=float(np.min(scores)),
+        max_abs_error=float(np.abs(approximate.drops - exact.drops).max()),
+    )

@@ -46,7 +46,9 @@ class Study:
     result: OcclusionResult
     paths: list[str]  # the images studied, in result order
     seconds: float  # the occlusion computation (reading included), exact fidelity pass excluded
-    fidelity: dict[str, float] | None  # approximate vs exact (None: exact method, or skipped)
+    fidelity: (
+        heatmap_fidelity.Fidelity | None
+    )  # approximate vs exact (None: exact method, or skipped)
     unreadable: list[str]  # "path: problem", one per file left out
 
 
@@ -156,8 +158,10 @@ def run_study(
     paths = [files.paths[i] for i in index]
     scores = None
     if approximate:
-        scores = heatmap_fidelity.compare(result, _concatenate(exact_results))
-        scores["exact_seconds"] = round(exact_seconds, 2)
+        scores = dataclasses.replace(
+            heatmap_fidelity.compare(result, _concatenate(exact_results)),
+            exact_seconds=round(exact_seconds, 2),
+        )
     boxes = None
     if files.boxes_file is not None:
         records = files.source.records
@@ -189,7 +193,7 @@ def run_study(
             "unreadable": unreadable,
             **(provenance or {}),
             "method": config.method,
-            **({"fidelity": scores} if scores is not None else {}),
+            **({"fidelity": scores.to_dict()} if scores is not None else {}),
         },
         overlays=overlays,
         progress=progress,

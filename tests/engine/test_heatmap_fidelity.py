@@ -53,8 +53,8 @@ def test_compare_peaks():
     approx = exact.copy()
     approx[1, 7, 7], approx[1, 7, 8] = 0.5, 1.0  # peak moved by one window (4 px): overlaps
     got = compare(_result(approx), _result(exact))
-    assert got["peak_agreement"] == 0.5
-    assert got["peak_overlap"] == 1.0
-    assert got["max_abs_error"] == pytest.approx(1.0)
+    assert got.peak_agreement == 0.5
+    assert got.peak_overlap == 1.0
+    assert got.max_abs_error == pytest.approx(1.0)
     with pytest.raises(ValueError, match="shape"):
         compare(_result(approx[:, :5]), _result(exact))

@@ -149,8 +149,8 @@ def test_approximate_is_close_and_reports_itself():
     from engine.occlusion import fidelity as heatmap_fidelity
 
     fidelity = heatmap_fidelity.compare(approx, exact)
-    assert 0.0 <= fidelity["peak_agreement"] <= 1.0
-    assert fidelity["ssim_mean"] > 0.5
+    assert 0.0 <= fidelity.peak_agreement <= 1.0
+    assert fidelity.ssim_mean > 0.5
 
 
 def test_config_validation():
