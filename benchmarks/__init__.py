@@ -1,1 +1,2 @@
-"""Throughput benchmarks run by ``python -m launch.benchmark --what=...``; each prints JSON lines."""
+"""Throughput benchmarks run by ``python -m launch.benchmark --what=...``; each prints JSON
+lines."""

@@ -1,14 +1,16 @@
-"""Occlusion heatmap throughput: engine.occlusion.sweep vs a naive loop, MONAI, and the plain forward.
+"""Occlusion heatmap throughput: engine.occlusion.sweep vs a naive loop, MONAI, and the plain
+forward.
 
     python -m launch.benchmark --what=occlusion --images=2 --model=resnet50 --size=224 \
         --window=20 --stride=17 --max_batch=26 --rounds=3
 
 Prints JSON lines (benchmarks.report.emit). With ``--families`` it runs the per-family
-comparison of the occlusion methods instead (``benchmarks.occlusion_methods``). All four methods run in the same process on the
-same random uint8 images and an untrained network of the same shape (throughput does not
-depend on the weights), interleaved over ``--rounds`` rounds (the machine is shared: a busy
-moment then slows every method). Rates: each method's best round; ratios: the median of the
-per-round ratios (``per_round`` and ``best_vs_best`` are printed too):
+comparison of the occlusion methods instead (``benchmarks.occlusion_methods``). All four
+methods run in the same process on the same random uint8 images and an untrained network of
+the same shape (throughput does not depend on the weights), interleaved over ``--rounds``
+rounds (the machine is shared: a busy moment then slows every method). Rates: each method's
+best round; ratios: the median of the per-round ratios (``per_round`` and ``best_vs_best`` are
+printed too):
 - ``engine``: :func:`engine.occlusion.sweep.occlusion_sensitivity` over all N images in one call
   (timed after a warm-up that compiles both programs), with ``--method`` (default the
   engine's: incremental);

@@ -1,6 +1,6 @@
 """Paper: binary CNV vs normal (100.0% reported).
 
-    python -m launch.train --preset=oct_cnv_vs_normal --data_dir=DIR/OCT2017 --workdir=runs/oct_cnv_vs_normal --devices=8
+    python -m launch.train --preset=oct_cnv_vs_normal --data_dir=DIR/OCT2017 --devices=8
 
 The paper's recipe (configs/recipes.py) on the published archive.
 """

@@ -1,6 +1,6 @@
 """Paper: binary drusen vs normal (99.0% reported).
 
-    python -m launch.train --preset=oct_drusen_vs_normal --data_dir=DIR/OCT2017 --workdir=runs/oct_drusen_vs_normal --devices=8
+    python -m launch.train --preset=oct_drusen_vs_normal --data_dir=DIR/OCT2017 --devices=8
 
 The paper's recipe (configs/recipes.py) on the published archive.
 """

@@ -23,7 +23,8 @@ from typing import Any
 
 # Inception-V3 ImageNet weights converted from Keras (what the paper's TensorFlow model used):
 #   python -m launch.convert --source=keras --arch=inception_v3 \
-#       --weights=inception_v3_weights_tf_dim_ordering_tf_kernels.h5 --out=weights/inception_v3.keras_in1k.npz
+#       --weights=inception_v3_weights_tf_dim_ordering_tf_kernels.h5 \
+#       --out=weights/inception_v3.keras_in1k.npz
 INCEPTION_WEIGHTS = "weights/inception_v3.keras_in1k.npz"
 
 PAPER: dict[str, Any] = {

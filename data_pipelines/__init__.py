@@ -25,16 +25,18 @@ Imports nothing of ours outside this package (weight metadata is duck-typed).
     x = normalize(batch["image"], meta.mean, meta.std)   # inside jit, float32
 
 Data sets (``datasets.DATASETS``, the data-set table): "oct", "chest_xray",
-"chest_xray_pathogen" (bacterial vs viral), "chest_xray_3class", "folder" (any ``{split}/{class}/`` tree), "oct_sample" (bundled
-real images, no data_dir needed), "synthetic" (planted lesions with known boxes; in memory,
-or ``synthetic.write_synthetic(dir)`` + ``data_dir=dir``).
+"chest_xray_pathogen" (bacterial vs viral), "chest_xray_3class", "folder" (any
+``{split}/{class}/`` tree), "oct_sample" (bundled real images, no data_dir needed), "synthetic"
+(planted lesions with known boxes; in memory, or ``synthetic.write_synthetic(dir)`` +
+``data_dir=dir``).
 
 Modules: ``datasets`` (the table: layout, labels, patients and the yes/no questions each
 data set declares, e.g. urgent referral), ``naming`` (patient / pathogen rules from file
-names), ``layout`` (finding and listing folder trees), ``integrity`` (cheap whole-file checks, hashes, ``BadImageError``),
-``records`` (ExampleRecord, ImageSource), ``splits`` (patient-level val, limited sets),
-``leakage`` (audit and drop_leaked), ``synthetic``, ``preprocess``, ``pipeline``, ``device``,
-``tfds_build`` (writing TFDS ArrayRecord builds) and ``prepared`` (reading them).
+names), ``layout`` (finding and listing folder trees), ``integrity`` (cheap whole-file checks,
+hashes, ``BadImageError``), ``records`` (ExampleRecord, ImageSource), ``splits`` (patient-level
+val, limited sets), ``leakage`` (audit and drop_leaked), ``synthetic``, ``preprocess``,
+``pipeline``, ``device``, ``tfds_build`` (writing TFDS ArrayRecord builds) and ``prepared``
+(reading them).
 
 Commands: ``python -m launch.audit --dataset=oct --data_dir=DIR [--strict]`` (shared patients
 and identical files between splits); ``python -m launch.prepare --dataset=oct

@@ -181,7 +181,10 @@ class IslSource:
         return len(self.wells)
 
     def __repr__(self) -> str:
-        return f"IslSource({self.name!r}, split={self.split!r}, wells={len(self)}, labels={self.labels})"
+        return (
+            f"IslSource({self.name!r}, split={self.split!r}, wells={len(self)}, "
+            f"labels={self.labels})"
+        )
 
     def __getstate__(self) -> dict[str, Any]:  # worker processes rebuild their own cache
         state = self.__dict__.copy()

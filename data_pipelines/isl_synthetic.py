@@ -294,7 +294,8 @@ def _well_name(index: int) -> str:
 
 
 def write_condition(root: str | Path, condition: str, seed: int = 0) -> Path:
-    """Write condition ``a`` or ``b`` under ``root/{train,test}/<lab>/<condition>/`` as 16-bit PNGs."""
+    """Write condition ``a`` or ``b`` under ``root/{train,test}/<lab>/<condition>/`` as 16-bit
+    PNGs."""
     from PIL import Image
 
     cond = CONDITIONS[condition]

@@ -42,8 +42,8 @@ def find_root(
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
         raise DatasetLayoutError(
-            f"{dataset}: data_dir {data_dir} does not exist or is not a folder; expected {expected}. "
-            + SOURCE_HINT
+            f"{dataset}: data_dir {data_dir} does not exist or is not a folder; "
+            f"expected {expected}. " + SOURCE_HINT
         )
     tried = []
     for candidate in ("", *candidates):

@@ -12,9 +12,9 @@ saves them with ``grain.checkpoint.CheckpointSave(it)``; a restored iterator con
 exactly the next batch.
 
 Bad images met while decoding follow the source's ``on_bad_image``: ``error`` raises (the file
-is named); ``skip`` logs the file and yields a masked-out example that keeps its real ``index`` and has
-``bad`` True (``mask`` False), so batch shapes and the order of everything else are unchanged
-and consumers can drop the file and name it (``engine.inference.SkippedImages``).
+is named); ``skip`` logs the file and yields a masked-out example that keeps its real ``index``
+and has ``bad`` True (``mask`` False), so batch shapes and the order of everything else are
+unchanged and consumers can drop the file and name it (``engine.inference.SkippedImages``).
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ def make_train_iterator(
         ds = grain.MapDataset.range(len(source))
     if len(ds) < global_batch_size:
         raise ValueError(
-            f"{source!r}: {len(ds)} examples per epoch is fewer than global_batch_size={global_batch_size}"
+            f"{source!r}: {len(ds)} examples per epoch is fewer than "
+            f"global_batch_size={global_batch_size}"
         )
     ds = ds.seed(seed).shuffle().repeat(None)
     ds = ds[process_index::process_count]

@@ -84,7 +84,10 @@ class ImageSource:
         return element
 
     def __repr__(self) -> str:
-        return f"ImageSource({self.name!r}, split={self.split!r}, n={len(self)}, classes={self.class_names})"
+        return (
+            f"ImageSource({self.name!r}, split={self.split!r}, n={len(self)}, "
+            f"classes={self.class_names})"
+        )
 
     def counts(self) -> dict[str, int]:
         """Examples per class name (every class listed, zeros included)."""

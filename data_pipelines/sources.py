@@ -1,9 +1,9 @@
 """Data sets by name: ``open_dataset("oct", data_dir=..., split="train")`` -> ImageSource.
 
 Each name is an entry of the data-set table (``data_pipelines.datasets``: a folder layout, which
-class a file belongs to, which patient it comes from). On top of the raw split, in this order: the patient-level
-validation carve (``val_fraction``), dropping examples that leak into a higher split
-(``drop_leaked``), and the seeded per-class draw of the limited training sets
+class a file belongs to, which patient it comes from). On top of the raw split, in this order:
+the patient-level validation carve (``val_fraction``), dropping examples that leak into a higher
+split (``drop_leaked``), and the seeded per-class draw of the limited training sets
 (``max_per_class``). A folder holding a TFDS ArrayRecord build from ``launch.prepare`` is read
 from there instead of the image files.
 """
@@ -129,7 +129,8 @@ def _open_raw(
     seed: int,
     on_bad_image: str,
 ) -> tuple[ImageSource, list[ImageSource]]:
-    """The requested split (val carved when asked) and the other splits present (for drop_leaked)."""
+    """The requested split (val carved when asked) and the other splits present (for
+    drop_leaked)."""
     if name == "synthetic" and data_dir is None:
         others = [synthetic_source(s, seed=seed) for s in SPLITS if s != split]
         return synthetic_source(split, seed=seed), others

@@ -320,7 +320,8 @@ class RunCheckpoints:
         return self.best.latest_step()
 
     def restore_latest(self, target: TrainState, data_iter: Any = None) -> TrainState:
-        """The newest readable latest checkpoint, laid out (shapes, dtypes, shardings) like ``target``.
+        """The newest readable latest checkpoint, laid out (shapes, dtypes, shardings) like
+        ``target``.
 
         Unreadable newer steps are logged (one line each) and moved to ``checkpoints/damaged/``
         once an older step restored; none readable raises CheckpointError (nothing moved).
@@ -406,7 +407,8 @@ class RunCheckpoints:
             return None
         if metrics.get("metric") != self.best_metric:
             log.warning(
-                "best checkpoint was chosen by %r, this run ranks by %r: starting the ranking afresh",
+                "best checkpoint was chosen by %r, this run ranks by %r: "
+                "starting the ranking afresh",
                 metrics.get("metric"),
                 self.best_metric,
             )

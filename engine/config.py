@@ -282,7 +282,10 @@ class TrainConfig:
             ),
             (
                 self.task != "isl" or self.transfer != "linear_probe",
-                "task=isl trains the whole network: pass --transfer=scratch (or finetune with --init_from)",
+                (
+                    "task=isl trains the whole network: pass --transfer=scratch "
+                    "(or finetune with --init_from)"
+                ),
             ),
             (self.log_every > 0, "log_every must be positive"),
             (

@@ -174,7 +174,8 @@ class DenseTask:
         if source.config.model != config.model or source.config.in_channels != config.in_channels:
             raise ValueError(
                 f"--init_from={config.init_from} holds {source.config.model} on "
-                f"{source.config.in_channels} z planes; this run is {config.model} on {config.in_channels}"
+                f"{source.config.in_channels} z planes; this run is {config.model} on "
+                f"{config.in_channels}"
             )
         weights = flat_state(source.model)
         mapped = {k: v for k, v in weights.items() if not k.startswith("heads/")}
@@ -339,7 +340,8 @@ def predict_wells(
 def pearson_summary(
     predictions: list[np.ndarray], source: Any, *, n_resamples: int = 1000, seed: int = 0
 ) -> dict[str, float]:
-    """``pearson/<label>`` (pixel-wise r over the split's valid pixels) and their mean ``pearson``."""
+    """``pearson/<label>`` (pixel-wise r over the split's valid pixels) and their mean
+    ``pearson``."""
     sums = [
         well_sums(p, source[i]["target"], source[i]["target_mask"])
         for i, p in enumerate(predictions)

@@ -3,8 +3,9 @@
 Kermany et al. froze every convolution of an ImageNet Inception-V3, computed each image's
 pooled "bottleneck" once, and trained only a new softmax layer on those (Adam, lr 1e-3,
 batches of 1,000, ~100 epochs). Here the backbone runs once over every image (the engine's
-one ``engine.predictor.Predictor``: sharded over the mesh, eval mode) to its ``pre_logits``; the features are kept on the host and in
-``<workdir>/cache/`` (so a resumed run skips them). Then only the classifier trains:
+one ``engine.predictor.Predictor``: sharded over the mesh, eval mode) to its ``pre_logits``;
+the features are kept on the host and in ``<workdir>/cache/`` (so a resumed run skips them).
+Then only the classifier trains:
 
 - ``probe_solver="lbfgs"`` (default): :func:`solve_probe` solves it outright on train + val
   (engine.probe_fit: L-BFGS to convergence, balanced weights, L2 by patient-grouped CV, a

@@ -125,7 +125,8 @@ class ProgressBar:
 def counter(
     label: str, unit: str, *, stream: TextIO | None = None, every_s: float = 5.0
 ) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback (occlusion sweeps, overlays) drawn by :class:`ProgressBar`."""
+    """A ``progress(done, total)`` callback (occlusion sweeps, overlays) drawn by
+    :class:`ProgressBar`."""
     bar: ProgressBar | None = None
 
     def report(done: int, total: int) -> None:

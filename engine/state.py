@@ -254,7 +254,8 @@ def init_train_state(
     tx: optax.GradientTransformation,
     mesh: Mesh,
 ) -> tuple[ModelDef, TrainState]:
-    """Split ``model``, place its arrays replicated on ``mesh`` and initialise the optimizer there."""
+    """Split ``model``, place its arrays replicated on ``mesh`` and initialise the optimizer
+    there."""
     model_def, params, frozen, stats = split_model(model, config, metadata)
     params, frozen, stats = place_replicated((params, frozen, stats), mesh)
     model_def = dataclasses.replace(model_def, rest=place_replicated_keys(model_def.rest, mesh))

@@ -155,7 +155,8 @@ def init_from_run(model: Any, config: TrainConfig, class_names: tuple[str, ...])
     source = load_run(config.init_from, "best")
     if source.config.model != config.model or source.class_names != tuple(class_names):
         raise ValueError(
-            f"--init_from={config.init_from} holds {source.config.model} for classes {source.class_names}; "
+            f"--init_from={config.init_from} holds {source.config.model} for classes "
+            f"{source.class_names}; "
             f"this run is {config.model} for {tuple(class_names)}"
         )
     nnx.update(model, nnx.state(source.model, nnx.Any(nnx.Param, nnx.BatchStat)))

@@ -1,1 +1,2 @@
-"""Command-line entry points: ``python -m launch.<verb>``; each parses flags and calls the library."""
+"""Command-line entry points: ``python -m launch.<verb>``; each parses flags and calls the
+library."""

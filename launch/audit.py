@@ -48,7 +48,8 @@ def _table(name: str, splits: dict[str, ImageSource], audits: list[PairAudit], s
     lines = [f"leakage audit: {name}"]
     for split, source in splits.items():
         lines.append(
-            f"  {split:5s} {len(source):7d} examples, {len(source.patients()):6d} patients  {source.counts()}"
+            f"  {split:5s} {len(source):7d} examples, {len(source.patients()):6d} patients  "
+            f"{source.counts()}"
         )
     for audit in audits:
         verdict = "LEAK" if audit.leaked else "clean"

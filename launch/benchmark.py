@@ -1,4 +1,5 @@
-"""``python -m launch.benchmark --what=models|input|train|occlusion|depthwise|faults [...]``: JSON lines.
+"""``python -m launch.benchmark --what=models|input|train|occlusion|depthwise|faults [...]``:
+JSON lines.
 
 Each ``--what`` is a module in ``benchmarks/`` with a ``main(argv)``; the remaining flags
 are its own (``--help`` after ``--what`` lists them).

@@ -1,15 +1,16 @@
-"""``python -m launch.evaluate``: the paper's metrics for a trained run, with 95% CIs over patients.
+"""``python -m launch.evaluate``: the paper's metrics for a trained run, with 95% CIs over
+patients.
 
-    python -m launch.evaluate --workdir=runs/oct                      # the run's data set, test split
+    python -m launch.evaluate --workdir=runs/oct          # the run's data set, test split
     python -m launch.evaluate --workdir=runs/oct --dataset=oct --data_dir=../shared/data/kermany/oct
 
 Restores the run's best checkpoint (``--which``), runs every image of ``--split`` once through
 the sharded eval forward (padding dropped, each image counted exactly once over devices and
-processes; checked; ``engine.evaluation.evaluate``), and writes into ``--out`` (default ``<workdir>/eval/<split>``):
-``report.json`` (every metric with its bootstrap CI, model, weights, data set, image and
-patient counts, git commit), ``predictions.csv`` (path, patient, label, prediction, class
-probabilities, referral decision) and ``report.html`` (ROC curves with the paper's operating
-points, confusion matrix, our numbers beside the paper's).
+processes; checked; ``engine.evaluation.evaluate``), and writes into ``--out`` (default
+``<workdir>/eval/<split>``): ``report.json`` (every metric with its bootstrap CI, model,
+weights, data set, image and patient counts, git commit), ``predictions.csv`` (path, patient,
+label, prediction, class probabilities, referral decision) and ``report.html`` (ROC curves with
+the paper's operating points, confusion matrix, our numbers beside the paper's).
 """
 
 from __future__ import annotations

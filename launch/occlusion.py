@@ -1,4 +1,4 @@
-"""``python -m launch.occlusion``: the paper's occlusion test on a trained run, for many images at once.
+"""``python -m launch.occlusion``: the paper's occlusion test on a trained run, many images at once.
 
     python -m launch.occlusion --workdir=runs/oct --images=../shared/data/kermany/oct/test \
         --window=20 --stride=4 --out=runs/oct/occlusion

@@ -51,7 +51,8 @@ CSV_COLUMNS = ("path", "rank", "class_index", "class_name", "probability")
 
 
 def write_csv(predictions: Sequence[Prediction], out: Path) -> None:
-    """One row per image and rank (``CSV_COLUMNS``), through ``engine.reports.writers.write_csv``."""
+    """One row per image and rank (``CSV_COLUMNS``), through
+    ``engine.reports.writers.write_csv``."""
     rows = [
         dict(zip(CSV_COLUMNS, (p.path, rank, i, name, f"{prob:.6f}")))
         for p in predictions

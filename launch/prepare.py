@@ -1,4 +1,5 @@
-"""``python -m launch.prepare --dataset=oct --manual_dir=DIR --data_dir=DIR``: TFDS ArrayRecord build.
+"""``python -m launch.prepare --dataset=oct --manual_dir=DIR --data_dir=DIR``: TFDS ArrayRecord
+build.
 
 Reads the unpacked archive in ``--manual_dir`` (published layout; any split folders present)
 and writes ``DATA_DIR/kermany_<dataset>/short<N>/1.0.0/`` with every image stored grey and

@@ -65,14 +65,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def missing_data_message(config: TrainConfig) -> str | None:
-    """data_pipelines' text (archive, DOI, layout) when ``config`` names a data set but no data_dir."""
+    """data_pipelines' text (archive, DOI, layout) when ``config`` names a data set but no
+    data_dir."""
     if config.data_dir is None and config.dataset in LAYOUTS and config.dataset != "oct_sample":
         return data_missing_message(config.dataset)
     return None
 
 
 def write_report(config, args: argparse.Namespace) -> dict[str, Any]:
-    """The paper's metrics on ``config.final_split`` with the best checkpoint (as launch.evaluate)."""
+    """The paper's metrics on ``config.final_split`` with the best checkpoint (as
+    launch.evaluate)."""
     from engine.evaluation.evaluate import EvalData, evaluate_run
     from engine.inference import load_run
     from engine.mesh import make_mesh
@@ -96,7 +98,8 @@ def print_summary(summary, config, elapsed: float, report: dict[str, Any] | None
         f"  metrics       {root / 'metrics.jsonl'}",
         f"  TensorBoard   tensorboard --logdir {root / 'tb'}",
         (
-            f"  checkpoints   {root / 'checkpoints' / 'latest'}  |  best (step {summary.best_step}): "
+            f"  checkpoints   {root / 'checkpoints' / 'latest'}  |  "
+            f"best (step {summary.best_step}): "
             f"{root / 'checkpoints' / 'best'}"
         ),
     ]
@@ -104,7 +107,8 @@ def print_summary(summary, config, elapsed: float, report: dict[str, Any] | None
         best = [v for v in summary.validation if v["is_best"]]
         if best:
             lines.append(
-                f"  validation    best {config.best_metric} {best[-1][config.best_metric]:.4f} at step {best[-1]['step']}"
+                f"  validation    best {config.best_metric} {best[-1][config.best_metric]:.4f} "
+                f"at step {best[-1]['step']}"
             )
     lines += cv_summary_lines(root / "cv" / "report.json")
     for kind, path in (report or {}).items():
@@ -173,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     report = None
     try:
-        # The final split goes through launch.evaluate (the full report), not the trainer's quick check.
+        # The final split goes through launch.evaluate (the full report), not the trainer's
+        # quick check.
         summary = train(config.replace(final_split=None), mesh)
         if config.final_split and summary.stopped is None:
             report = write_report(config, args)

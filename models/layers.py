@@ -87,7 +87,8 @@ def _resolve_pads(
 
 
 def _tap_slice(xp: jax.Array, i: int, j: int, out_hw: tuple[int, int], strides, dilation):
-    """The input pixels kernel tap (i, j) multiplies, for every output pixel: ``[.., Ho, Wo, C]``."""
+    """The input pixels kernel tap (i, j) multiplies, for every output pixel:
+    ``[.., Ho, Wo, C]``."""
     (ho, wo), (sh, sw), (dh, dw) = out_hw, strides, dilation
     start = (0,) * (xp.ndim - 3) + (i * dh, j * dw, 0)
     limit = (*xp.shape[:-3], i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, xp.shape[-1])
@@ -202,7 +203,8 @@ def depthwise_conv(
         raise ValueError(f"impl {impl!r} is not one of {DEPTHWISE_IMPLS}")
     if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[2] != 1 or kernel.shape[3] != x.shape[3]:
         raise ValueError(
-            f"depthwise_conv takes NHWC x and a (kh, kw, 1, C) kernel, got {x.shape}, {kernel.shape}"
+            f"depthwise_conv takes NHWC x and a (kh, kw, 1, C) kernel, "
+            f"got {x.shape}, {kernel.shape}"
         )
     strides, dilation = tuple(int(s) for s in strides), tuple(int(d) for d in dilation)
     if impl == "auto":

@@ -67,7 +67,8 @@ def evaluate_isl(
     batch = batch_size or config.eval_batch_size or config.batch_size
     print(
         f"evaluating isl step {trained.step} ({trained.checkpoint}) on {source.name}/{data.split}: "
-        f"{len(source)} wells, tiles {geometry.eval_in} -> {geometry.eval_out} px, {mesh.size} device(s)",
+        f"{len(source)} wells, tiles {geometry.eval_in} -> {geometry.eval_out} px, "
+        f"{mesh.size} device(s)",
         flush=True,
     )
     predictions = predict_wells(

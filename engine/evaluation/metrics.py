@@ -1,4 +1,5 @@
-"""The paper's evaluation metrics (Kermany et al. 2018), pure numpy, with patient-level bootstrap CIs.
+"""The paper's evaluation metrics (Kermany et al. 2018), pure numpy, with patient-level bootstrap
+CIs.
 
 Everything here works on host arrays of predicted probabilities ``[N, C]``, integer labels
 ``[N]`` and patient ids ``[N]``; nothing depends on JAX, so the training loop (validation
@@ -90,7 +91,8 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def per_class_rates(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One-vs-rest ``(sensitivity[C], specificity[C])`` from a confusion matrix (NaN if undefined)."""
+    """One-vs-rest ``(sensitivity[C], specificity[C])`` from a confusion matrix (NaN if
+    undefined)."""
     confusion = np.asarray(confusion, dtype=np.float64)
     total = confusion.sum()
     true_pos = np.diag(confusion)

@@ -49,7 +49,8 @@ def gather_outputs(
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """``loss`` (mean NLL), ``accuracy``, ``balanced_accuracy`` (mean per-class recall), ``count``."""
+    """``loss`` (mean NLL), ``accuracy``, ``balanced_accuracy`` (mean per-class recall),
+    ``count``."""
     labels = np.asarray(labels, np.int64)
     if len(labels) == 0:
         raise ValueError("no examples to evaluate")

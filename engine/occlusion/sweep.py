@@ -47,8 +47,9 @@ from engine.steps import shard_forward
 
 FILLS = ("zero", "mean", "blur")
 # full: every occluded copy through the whole network; incremental: only the patch each
-# window changes, layer by layer (exact; engine.occlusion.incremental); approximate: incremental with
-# Krypton's projective-field threshold tau and/or adaptive drill-down (engine.occlusion.incremental_maps).
+# window changes, layer by layer (exact; engine.occlusion.incremental); approximate: incremental
+# with Krypton's projective-field threshold tau and/or adaptive drill-down
+# (engine.occlusion.incremental_maps).
 METHODS = ("full", "incremental", "approximate")
 DEFAULT_METHOD = "incremental"
 APPROXIMATE_TAU = 0.5  # what method="approximate" uses when neither tau nor drill_down is set

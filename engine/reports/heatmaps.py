@@ -27,7 +27,7 @@ from data_pipelines.preprocess import decode, to_channels
 from engine.anchors import OCCLUSION_LESION_CHECK as PAPER_LESION
 from engine.occlusion.sweep import LESION_RULES, OcclusionConfig, OcclusionResult, lesion_hits
 from engine.reports.overlay import GalleryItem, gallery_html, overlay_on_original_png, overlay_png
-from engine.reports.writers import write_npz
+from engine.reports.writers import write_npz, write_text
 
 LESION_DEFINITIONS = {
     "overlap": "the largest-drop window covers part of the lesion box",
@@ -232,7 +232,8 @@ def write_study(
         items.append(GalleryItem(png, path, tuple(lines), flag))
     lines = [
         (
-            f"{n} images, window {config.window} px, stride {config.stride} px, fill {config.fill}; "
+            f"{n} images, window {config.window} px, stride {config.stride} px, "
+            f"fill {config.fill}; "
             "heat = drop of the target class's probability when the box covers that spot "
             "(cyan: largest-drop window, green: known lesion)."
         )
@@ -248,9 +249,7 @@ def write_study(
                 f"{PAPER_LESION['images']} OCT images."
             )
     if overlays:
-        (out / "index.html").write_text(
-            gallery_html("Occlusion heatmaps", lines, items), encoding="utf-8"
-        )
+        write_text(out / "index.html", gallery_html("Occlusion heatmaps", lines, items))
     summary = StudySummary(
         images=n,
         windows_per_image=int(result.drops.shape[1] * result.drops.shape[2]),
@@ -260,5 +259,5 @@ def write_study(
         provenance=dict(provenance or {}),
         out_dir=out,
     )
-    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1) + "\n")
+    write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=1) + "\n")
     return summary

@@ -207,8 +207,10 @@ def convert(flat: Mapping[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
     except KeyError:
         if "dense/0/kernel" not in flat and "conv2d/93/kernel" in flat:
             raise ValueError(
-                "no classifier (Dense 'predictions' layer): an include_top=False ('notop') file; "
-                "convert the full ImageNet file (inception_v3_weights_tf_dim_ordering_tf_kernels.h5)"
+                "no classifier (Dense 'predictions' layer): "
+                "an include_top=False ('notop') file; "
+                "convert the full ImageNet file "
+                "(inception_v3_weights_tf_dim_ordering_tf_kernels.h5)"
             ) from None
         raise
 

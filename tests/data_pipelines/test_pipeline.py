@@ -1,4 +1,5 @@
-"""Grain assembly: same batches whatever the workers, exact resume through Orbax, epochs, balance."""
+"""Grain assembly: same batches whatever the workers, exact resume through Orbax, epochs,
+balance."""
 
 from __future__ import annotations
 

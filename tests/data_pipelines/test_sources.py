@@ -1,4 +1,5 @@
-"""open_dataset on the shared real images and small trees: labels, splits, limited sets, synthetic."""
+"""open_dataset on the shared real images and small trees: labels, splits, limited sets,
+synthetic."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ def test_checkpoint_from_8_devices_restores_onto_fewer(tiny_config, restore_devi
 
 
 def test_nan_stops_with_the_step_and_the_last_good_checkpoint(tmp_path):
-    """Loss turns NaN at step 5; checkpoints every 2 steps: step 4's is named, none is written after."""
+    """Loss turns NaN at step 5; checkpoints every 2 steps: step 4's is named, none is written
+    after."""
     tx = optax.sgd(0.1)
     params = {"w": jnp.ones(3)}
     state = TrainState(

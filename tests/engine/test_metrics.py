@@ -71,7 +71,8 @@ def test_confusion_and_per_class_rates_hand_computed():
     np.testing.assert_array_equal(cm, [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
     sens, spec = metrics.per_class_rates(cm)
     np.testing.assert_allclose(sens, [2 / 3, 1 / 2, 1])
-    # class 0: negatives = 3 images of classes 1, 2, none called 0 ; class 1: 4 negatives, 1 called 1
+    # class 0: negatives = 3 images of classes 1, 2, none called 0;
+    # class 1: 4 negatives, 1 called 1
     np.testing.assert_allclose(spec, [1, 3 / 4, 4 / 5])
 
 

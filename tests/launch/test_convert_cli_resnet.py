@@ -1,4 +1,5 @@
-"""``python -m launch.convert`` on ResNet state dicts: writes a loadable file, refuses a wrong one."""
+"""``python -m launch.convert`` on ResNet state dicts: writes a loadable file, refuses a wrong
+one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``python -m launch.benchmark --what=occlusion`` keeps running (tiny sizes; numbers not judged)."""
+"""``python -m launch.benchmark --what=occlusion`` keeps running (tiny sizes; numbers not
+judged)."""
 
 from __future__ import annotations
 

@@ -105,7 +105,8 @@ def test_help_lists_every_config_field_with_its_own_help(monkeypatch):
 
 
 def test_flag_forms_users_type():
-    """``--name=VALUE``, ``--no-name`` booleans, comma lists, JSON dicts, None for optional fields."""
+    """``--name=VALUE``, ``--no-name`` booleans, comma lists, JSON dicts, None for optional
+    fields."""
     args = train.build_parser().parse_args(
         [
             "--dataset=oct_sample",
