@@ -5,7 +5,7 @@ probability is computed differs: the model's forward for one image is traced onc
 (``engine.occlusion.incremental``), every layer's output for the unoccluded image is cached
 inside each compiled chunk, and per window only the patch each layer's output changes by is
 recomputed (``vmap`` over window positions, sharded over the mesh's ``data`` axis). ``exact``
-up to float rounding (``tests/engine/test_occlusion_incremental.py``: <= 1e-5 on every
+up to float rounding (``tests/engine/occlusion/test_occlusion_incremental.py``: <= 1e-5 on every
 probability).
 
 ``approximate``: the projective-field threshold ``tau`` (a layer's patch is capped at that
