@@ -42,7 +42,7 @@ import models
 from benchmarks.report import emit, machine
 from engine.mesh import make_mesh
 from engine.occlusion import sweep
-from engine.occlusion.sweep import OcclusionConfig, _fill_images, window_origins
+from engine.occlusion.sweep import OcclusionConfig, fill_images, window_origins
 from engine.predictor import Predictor
 from engine.progress import counter
 from models.metadata import WeightMetadata
@@ -162,7 +162,7 @@ def naive_unit(
 ) -> Callable[[], tuple[float, int, float]]:
     """Every window of ``--naive_images`` images, one occluded image per jitted forward.
 
-    The box shows the engine's own ``--fill`` (``engine.occlusion.sweep._fill_images``), so both
+    The box shows the engine's own ``--fill`` (``engine.occlusion.sweep.fill_images``), so both
     compute the same heatmap; the last call's drops are kept in ``unit.drops`` for tests.
     """
     config = OcclusionConfig(
@@ -182,7 +182,7 @@ def naive_unit(
             base = np.asarray(forward(state, image[None]))[0]
             target = int(np.argmax(base))
             pixels = image.astype(np.float32)
-            fill = np.asarray(_fill_images(jnp.asarray(pixels[None]), config))[0]
+            fill = np.asarray(fill_images(jnp.asarray(pixels[None]), config))[0]
             for i, y in enumerate(origins):
                 for j, x in enumerate(origins):
                     copy = pixels.copy()

@@ -84,9 +84,6 @@ class Workdir:
             return []
         return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
 
-    def has_checkpoint(self) -> bool:
-        return bool(self.checkpoint_steps("latest"))
-
     def read_config(self) -> dict[str, Any]:
         if not self.config_path.is_file():
             raise FileNotFoundError(

@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from engine.mesh import batch_sharding
 from engine.mesh import replicated as replicated_sharding
 from engine.occlusion import incremental
-from engine.occlusion.sweep import ApplyFn, OcclusionConfig, _fill_images, window_origins
+from engine.occlusion.sweep import ApplyFn, OcclusionConfig, fill_images, window_origins
 
 ProgressFn = Callable[[int, int], None]
 
@@ -81,7 +81,7 @@ def _compiled(
     )
     def target_probs(variables, image, iy, ix, target):
         image = image.astype(jnp.float32)[None]
-        fill = _fill_images(image, config)
+        fill = fill_images(image, config)
         cache = model.cache(variables, image)
 
         def one(a, b):

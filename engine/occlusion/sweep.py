@@ -191,7 +191,7 @@ def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     return (a / a.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _fill_images(images: jax.Array, config: OcclusionConfig) -> jax.Array:
+def fill_images(images: jax.Array, config: OcclusionConfig) -> jax.Array:
     """What the box shows, per image: ``[G, H, W, C]`` float32."""
     if config.fill == "zero":
         return jnp.zeros_like(images)
@@ -242,7 +242,7 @@ def _compiled(apply_fn: ApplyFn, config: OcclusionConfig, mesh: Mesh):
     )
     def occluded_target_probs(variables, group, slots, origins, targets):
         group = group.astype(jnp.float32)
-        fills = _fill_images(group, config)
+        fills = fill_images(group, config)
         copies = jax.vmap(lambda s, o: _occlude(group[s], fills[s], o, config.window))(
             slots, origins
         )
