@@ -82,7 +82,8 @@ CHEST_PATHOGEN_TASKS = (
     _versus_normal("viral", ("VIRAL",)),
 )
 
-_OCT_CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
+# The OCT2017 class folders, in the paper's label order.
+OCT_CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
 _OCT_LAYOUT = "DIR/{train,test[,val]}/{CNV,DME,DRUSEN,NORMAL}/CLASS-<patient>-<n>.jpeg"
 _CHEST_LAYOUT = "DIR/{train,test[,val]}/{NORMAL,PNEUMONIA}/*.jpeg"
 _OCT_ROOTS = ("oct", "OCT2017", "CellData/OCT", "ZhangLabData/CellData/OCT")
@@ -96,8 +97,8 @@ _CHEST_ROOTS = (
 LAYOUTS: dict[str, FolderLayout] = {
     "oct": FolderLayout(
         "oct",
-        _OCT_CLASSES,
-        _OCT_CLASSES,
+        OCT_CLASSES,
+        OCT_CLASSES,
         _OCT_LAYOUT,
         _OCT_ROOTS,
         patient_of=lambda p: naming.oct_patient(p),
@@ -105,8 +106,8 @@ LAYOUTS: dict[str, FolderLayout] = {
     ),
     "oct_sample": FolderLayout(
         "oct_sample",
-        _OCT_CLASSES,
-        _OCT_CLASSES,
+        OCT_CLASSES,
+        OCT_CLASSES,
         _OCT_LAYOUT,
         patient_of=lambda p: naming.oct_patient(p),
         tasks=OCT_TASKS,

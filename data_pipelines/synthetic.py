@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data_pipelines.datasets import OCT_CLASSES
 from data_pipelines.records import Box, ExampleRecord, ImageSource
 
-CLASS_NAMES = ("CNV", "DME", "DRUSEN", "NORMAL")
+CLASS_NAMES = OCT_CLASSES
 DEFAULT_SIZE = (128, 160)  # (height, width)
 DEFAULT_PER_CLASS = {"train": 16, "val": 4, "test": 8}
 _SPLIT_IDS = {"train": 1, "val": 2, "test": 3}

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from data_pipelines.datasets import OCT_CLASSES
 from data_pipelines.integrity import BadImageError, check_on_bad_image, report_skipped
 from data_pipelines.leakage import content_hash
 from data_pipelines.prepared import RECORDS_FILE
@@ -149,7 +150,7 @@ class KermanyOct(_KermanyBuild, skip_registration=True):
     """OCT: CNV / DME / DRUSEN / NORMAL."""
 
     DATASET = "oct"
-    CLASS_FOLDERS = ("CNV", "DME", "DRUSEN", "NORMAL")
+    CLASS_FOLDERS = OCT_CLASSES
 
 
 class KermanyChestXray(_KermanyBuild, skip_registration=True):

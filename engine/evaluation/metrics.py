@@ -31,12 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from data_pipelines.datasets import DeclaredTask
+from data_pipelines.datasets import OCT_CLASSES, DeclaredTask
 
 URGENT = "urgent"
 ROUTINE = "routine"
 OBSERVATION = "observation"
-OCT_CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
 OCT_REFERRAL = {"CNV": URGENT, "DME": URGENT, "DRUSEN": ROUTINE, "NORMAL": OBSERVATION}
 
 
