@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+from jax.sharding import Mesh
 
 from configs import preset_config, preset_names
 from data_pipelines.integrity import BadImageError
@@ -25,6 +26,8 @@ from data_pipelines.layout import DatasetLayoutError
 from data_pipelines.sources import LAYOUTS
 from data_pipelines.sources import missing_data_message as data_missing_message
 from engine.config import TrainConfig
+from engine.evaluation.evaluate import EvalData, evaluate_run
+from engine.inference import load_run
 from engine.loop import NonFiniteError
 from engine.mesh import make_mesh
 from engine.trainer import train
@@ -72,15 +75,11 @@ def missing_data_message(config: TrainConfig) -> str | None:
     return None
 
 
-def write_report(config, args: argparse.Namespace) -> dict[str, Any]:
+def write_report(config: TrainConfig, mesh: Mesh) -> dict[str, Any]:
     """The paper's metrics on ``config.final_split`` with the best checkpoint (as
-    launch.evaluate)."""
-    from engine.evaluation.evaluate import EvalData, evaluate_run
-    from engine.inference import load_run
-    from engine.mesh import make_mesh
-
+    launch.evaluate), on the mesh the run trained on."""
     run = load_run(config.workdir, which="best")
-    return evaluate_run(run, EvalData(split=config.final_split), make_mesh(args.devices))
+    return evaluate_run(run, EvalData(split=config.final_split), mesh)
 
 
 def print_summary(summary, config, elapsed: float, report: dict[str, Any] | None = None) -> None:
@@ -177,11 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     report = None
     try:
-        # The final split goes through launch.evaluate (the full report), not the trainer's
-        # quick check.
+        # The final split is evaluated here, after training, by the engine's evaluate_run
+        # (the full report); the run itself records none.
         summary = train(config.replace(final_split=None), mesh)
         if config.final_split and summary.stopped is None:
-            report = write_report(config, args)
+            report = write_report(config, mesh)
     except NonFiniteError as err:
         print(f"launch.train: error: {err}", file=sys.stderr)
         return 3

@@ -31,7 +31,6 @@ from engine.evaluation.validation import host_rows
 from engine.inference import SkippedImages, TrainedRun
 from engine.occlusion import fidelity as heatmap_fidelity
 from engine.occlusion.sweep import OcclusionConfig, OcclusionResult, occlusion_sensitivity
-from engine.predictor import Predictor
 from engine.reports.heatmaps import StudySummary, write_study
 
 TARGETS = ("predicted", "label")
@@ -46,9 +45,8 @@ class Study:
     result: OcclusionResult
     paths: list[str]  # the images studied, in result order
     seconds: float  # the occlusion computation (reading included), exact fidelity pass excluded
-    fidelity: (
-        heatmap_fidelity.Fidelity | None
-    )  # approximate vs exact (None: exact method, or skipped)
+    # Approximate vs exact (None: an exact method, or the check skipped).
+    fidelity: heatmap_fidelity.Fidelity | None
     unreadable: list[str]  # "path: problem", one per file left out
 
 
@@ -119,7 +117,7 @@ def run_study(
     if len(files) == 0:
         raise ValueError("no readable images")
     cfg = run.record.eval_preprocess()
-    predictor = Predictor(run.model, run.metadata, mesh)
+    predictor = run.predictor(mesh)
     approximate = config.method == "approximate" and fidelity
     results, exact_results, indices = [], [], []
     exact_seconds = 0.0
